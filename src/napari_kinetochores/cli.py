@@ -1,0 +1,219 @@
+"""The ``kinetochores`` command: a thin shell over the library.
+
+Every sub-command parses its arguments, calls library functions and writes
+files. Bad input ends with a one-line ``error:`` message naming the file and
+the problem, and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from napari_kinetochores.errors import InputError
+
+
+def _voxel_size_arg(parser: argparse.ArgumentParser, required: bool = False) -> None:
+    parser.add_argument(
+        "--voxel-size", nargs=3, type=float, metavar=("Z", "Y", "X"), required=required,
+        help="voxel size (z, y, x) in µm; overrides the file's metadata",
+    )
+
+
+def _frames(text: str | None) -> list[int] | None:
+    """Parse a frame selection: "3", "0:10" (end exclusive) or "1,4,7"."""
+    if text is None:
+        return None
+    try:
+        if ":" in text:
+            start, stop = text.split(":", 1)
+            return list(range(int(start or 0), int(stop)))
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise InputError(f"--frames {text!r} is not a frame number, a range A:B or a list A,B,C") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kinetochores",
+        description="Detect, evaluate and simulate kinetochores in 3D time-lapse microscopy.",
+    )
+    from napari_kinetochores import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sim = sub.add_parser("simulate", help="write a simulated two-colour movie and its ground truth")
+    sim.add_argument("output", type=Path, help="movie file to write (.tif, .ome.tif, .zarr)")
+    sim.add_argument("--gt", type=Path, required=True, help="ground-truth point CSV to write")
+    sim.add_argument("--frames", type=int, default=5, help="number of time points")
+    sim.add_argument("--shape", nargs=3, type=int, metavar=("Z", "Y", "X"), default=(32, 128, 128))
+    sim.add_argument("--pairs", type=int, default=20, help="number of sister pairs")
+    sim.add_argument(
+        "--snr", default="moderate",
+        help="signal-to-noise ratio: very_low, low, moderate, high, or a number",
+    )
+    sim.add_argument("--psf-sigma-um", nargs=3, type=float, metavar=("Z", "Y", "X"))
+    sim.add_argument("--clutter", type=int, default=0, help="number of out-of-focus aggregates")
+    sim.add_argument("--seed", type=int, default=0)
+    _voxel_size_arg(sim)
+
+    det = sub.add_parser("detect", help="detect kinetochores in a movie and write a point CSV")
+    det.add_argument("input", type=Path, help="movie: TIFF/OME-TIFF, zarr/OME-Zarr, HDF5 or .npy")
+    det.add_argument("-o", "--output", type=Path, required=True, help="point CSV to write")
+    _voxel_size_arg(det)
+    det.add_argument("--axes", help="axes of the file, e.g. TZCYX; overrides the metadata")
+    det.add_argument("--dataset", help="HDF5 dataset key")
+    det.add_argument("--channel", type=int, default=0, help="kinetochore channel (default 0)")
+    det.add_argument("--all-channels", action="store_true", help="also report the other channels' spots")
+    det.add_argument("--method", choices=("unet", "classical"), default="unet")
+    det.add_argument("--model", help="UNet checkpoint path or bundled model name")
+    det.add_argument(
+        "--threshold", type=float,
+        help="peak threshold (UNet: probability; classical: noise sigmas); default: the model's",
+    )
+    det.add_argument("--min-distance-um", type=float, help="smallest distance between detections (µm)")
+    det.add_argument("--frames", help="frames to process: N, A:B (end exclusive) or A,B,C")
+    det.add_argument("--tile-shape", nargs=3, type=int, metavar=("Z", "Y", "X"))
+    det.add_argument("--batch-size", type=int, default=1)
+    det.add_argument("--device", choices=("cuda", "mps", "cpu"))
+    det.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    ev = sub.add_parser("evaluate", help="match predictions to reference points and report metrics")
+    ev.add_argument("prediction", type=Path)
+    ev.add_argument("reference", type=Path)
+    _voxel_size_arg(ev, required=True)
+    ev.add_argument("--cutoff-um", type=float, default=0.3, help="main matching cutoff (µm)")
+    ev.add_argument("--channel", type=int, default=0, help="channel to evaluate; -1 for all rows")
+    ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    ev.add_argument("--per-frame", type=Path, help="write per-frame metrics to this CSV")
+
+    tr = sub.add_parser("train", help="train a UNet from a YAML config")
+    tr.add_argument("config", type=Path)
+    tr.add_argument("--output-dir", type=Path, help="overrides the config's output folder")
+    tr.add_argument("--resume", type=Path, help="checkpoint to resume from")
+    tr.add_argument("--device", choices=("cuda", "mps", "cpu"))
+    return parser
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from napari_kinetochores.io import write_points, write_tiff, write_zarr
+    from napari_kinetochores.simulate import SNR_LEVELS, SimulationParams, simulate_movie
+
+    if args.snr in SNR_LEVELS:
+        snr = SNR_LEVELS[args.snr]
+    else:
+        try:
+            snr = float(args.snr)
+        except ValueError:
+            raise InputError(f"--snr {args.snr!r}: use one of {sorted(SNR_LEVELS)} or a number") from None
+    params = SimulationParams(
+        n_frames=args.frames, shape_zyx=tuple(args.shape), n_pairs=args.pairs, snr=snr,
+        n_clutter=args.clutter,
+    )
+    if args.voxel_size is not None:
+        params.voxel_size_um = tuple(args.voxel_size)
+    if args.psf_sigma_um is not None:
+        params.psf_sigma_um = tuple(args.psf_sigma_um)
+    movie = simulate_movie(params, seed=args.seed)
+    name = args.output.name.lower()
+    if name.endswith(".zarr"):
+        write_zarr(args.output, movie.image, params.voxel_size_um)
+    elif name.endswith((".tif", ".tiff")):
+        write_tiff(
+            args.output, movie.image, params.voxel_size_um, channel_names=["EGFP", "mCherry"],
+            ome=name.endswith((".ome.tif", ".ome.tiff")),
+        )
+    else:
+        raise InputError("unsupported output format; use .tif, .ome.tif or .zarr", args.output)
+    write_points(args.gt, movie.points, params.voxel_size_um)
+    n_kt = int((movie.points["channel"] == 0).sum())
+    print(f"wrote {args.output} {movie.image.shape} and {args.gt} ({n_kt} kinetochore positions)")
+    return 0
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from napari_kinetochores.detection import DetectionOptions, detect_movie
+    from napari_kinetochores.io import read_volume, write_points
+
+    volume = read_volume(args.input, axes=args.axes, voxel_size_um=args.voxel_size, dataset=args.dataset)
+    options = DetectionOptions(
+        method=args.method, channel=args.channel, threshold=args.threshold,
+        min_distance_um=args.min_distance_um, model=args.model, all_channels=args.all_channels,
+        tile_shape=None if args.tile_shape is None else tuple(args.tile_shape),
+        batch_size=args.batch_size, device=args.device,
+    )
+    points = detect_movie(volume, options, frames=_frames(args.frames), progress=not args.quiet)
+    write_points(args.output, points, volume.voxel_size_um)
+    print(f"wrote {args.output}: {len(points)} detections in {points['t'].nunique()} frame(s)")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from napari_kinetochores.io import read_points
+    from napari_kinetochores.matching import REPORTED_CUTOFFS_UM, evaluate_points
+
+    voxel = tuple(args.voxel_size)
+    prediction = read_points(args.prediction, voxel_size_um=voxel)
+    reference = read_points(args.reference, voxel_size_um=voxel)
+    cutoffs = sorted(set(REPORTED_CUTOFFS_UM) | {args.cutoff_um})
+    result = evaluate_points(
+        prediction, reference, voxel, cutoffs_um=cutoffs, main_cutoff_um=args.cutoff_um,
+        channel=None if args.channel < 0 else args.channel,
+    )
+    if args.per_frame is not None:
+        result.per_frame.to_csv(args.per_frame, index=False)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, default=float))
+        return 0
+    o = result.overall
+    print(f"frames: {o['n_frames']}  predicted: {o['n_pred']}  reference: {o['n_gt']}")
+    for cutoff in result.cutoffs_um:
+        k = f"{cutoff:g}"
+        print(
+            f"cutoff {k} µm: F1 {o[f'f1@{k}']:.4f}  precision {o[f'precision@{k}']:.4f}  "
+            f"recall {o[f'recall@{k}']:.4f}  (TP {o[f'tp@{k}']}, FP {o[f'fp@{k}']}, FN {o[f'fn@{k}']})"
+        )
+    print(
+        f"localisation error at {args.cutoff_um:g} µm: median {o['median_nm']:.1f} nm, "
+        f"mean {o['mean_nm']:.1f} nm, p95 {o['p95_nm']:.1f} nm "
+        f"(z {o['median_z_nm']:.1f}, y {o['median_y_nm']:.1f}, x {o['median_x_nm']:.1f} nm)"
+    )
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from napari_kinetochores.nn.training import load_config, train
+
+    config = load_config(args.config)
+    if args.output_dir is not None:
+        config.output_dir = str(args.output_dir)
+    if args.device is not None:
+        config.device = args.device
+    result = train(config, resume=args.resume)
+    print(f"best checkpoint: {result.best_checkpoint} (validation F1 {result.best_f1:.4f})")
+    return 0
+
+
+COMMANDS = {"simulate": cmd_simulate, "detect": cmd_detect, "evaluate": cmd_evaluate, "train": cmd_train}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``kinetochores`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cancelled", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""Input and output: image volumes (TCZYX + voxel size) and point tables (CSV).
+
+Volumes are read by :func:`read_volume` from TIFF/OME-TIFF, OME-Zarr or plain
+zarr, HDF5 and npy, and written by :func:`write_tiff` and :func:`write_zarr`.
+Point tables follow the package schema (``t, z, y, x, z_um, y_um, x_um``, then
+optional columns) and are read by :func:`read_points` (which also takes napari,
+Arivis and ``x_px, y_px, z_px`` tables) and written by :func:`write_points`.
+
+Only numpy and pandas are imported here; tifffile, zarr, h5py and dask are
+imported by the functions that need them.
+"""
+
+from __future__ import annotations
+
+from napari_kinetochores.io.points import (
+    INT_COLUMNS,
+    OPTIONAL_COLUMNS,
+    POINT_COLUMNS,
+    UM_COLUMNS,
+    points_frame,
+    read_points,
+    write_points,
+)
+from napari_kinetochores.io.volumes import (
+    Volume,
+    default_channel_names,
+    read_volume,
+    to_tczyx,
+    validate_voxel_size,
+    write_tiff,
+    write_zarr,
+)
+
+__all__ = [
+    "INT_COLUMNS",
+    "OPTIONAL_COLUMNS",
+    "POINT_COLUMNS",
+    "UM_COLUMNS",
+    "Volume",
+    "default_channel_names",
+    "points_frame",
+    "read_points",
+    "read_volume",
+    "to_tczyx",
+    "validate_voxel_size",
+    "write_points",
+    "write_tiff",
+    "write_zarr",
+]
