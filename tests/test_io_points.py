@@ -55,8 +55,9 @@ def test_points_frame_columns_and_units():
 
 
 def test_points_frame_3_columns_and_empty():
-    df = points_frame(np.array([[1.0, 2.0, 3.0]]), VOXEL)
+    df = points_frame(np.array([[1.0, 2.0, 3.0]]), VOXEL, score=pd.Series([0.5], index=[7]))
     assert df.t.tolist() == [0.0]
+    assert df.score.tolist() == [0.5]  # a Series is taken by position
     assert df.z.tolist() == [1.0]
     empty = points_frame(np.zeros((0, 4)), VOXEL)
     assert len(empty) == 0 and list(empty.columns) == [*POINT_COLUMNS, *UM_COLUMNS]
@@ -157,7 +158,9 @@ def test_napari_4d(tmp_path):
     )
     df = read_points(path, voxel_size_um=VOXEL)
     assert df.attrs["layout"] == "napari"
-    np.testing.assert_allclose(df[list(POINT_COLUMNS)].to_numpy(), [[1, 2.5, 3.5, 4.5], [2, 5, 6, 7]])
+    np.testing.assert_allclose(
+        df[list(POINT_COLUMNS)].to_numpy(), [[1, 2.5, 3.5, 4.5], [2, 5, 6, 7]]
+    )
     assert "index" not in df.columns
     assert df.confidence.tolist() == [0.9, 0.1]
     np.testing.assert_allclose(df.z_um, [2.5 * 0.3, 5 * 0.3])
@@ -200,7 +203,9 @@ def test_arivis_with_pair_tags(tmp_path):
     path.write_text(ARIVIS, encoding="utf-8")
     df = read_points(path, voxel_size_um=VOXEL)
     assert df.attrs["layout"] == "arivis"
-    np.testing.assert_allclose(df.x, [448.94, 443.86, 444.45, 502.68])  # centre of mass, not geometry
+    np.testing.assert_allclose(
+        df.x, [448.94, 443.86, 444.45, 502.68]
+    )  # centre of mass, not geometry
     np.testing.assert_allclose(df.z, [20, 20.97, 22.18, 28.87])
     assert df.t.tolist() == [0, 0, 1, 1]
     assert df.pair_id.tolist() == [7, 7, 12, -1]
@@ -219,7 +224,9 @@ def test_arivis_semicolon_decimal_comma_latin1(tmp_path):
     path = tmp_path / "arivis_semicolon.csv"
     path.write_bytes(text.encode("cp1252"))
     df = read_points(path, voxel_size_um=VOXEL)
-    np.testing.assert_allclose(df[["t", "z", "y", "x"]].to_numpy(), [[0, 20, 467.25, 448.5], [0, 21, 493, 443]])
+    np.testing.assert_allclose(
+        df[["t", "z", "y", "x"]].to_numpy(), [[0, 20, 467.25, 448.5], [0, 21, 493, 443]]
+    )
     assert df.pair_id.tolist() == [3, 3]
 
 

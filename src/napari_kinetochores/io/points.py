@@ -70,7 +70,9 @@ def _as_int_ids(values: Any, name: str, path: Path | None = None) -> np.ndarray:
     bad = num.isna() & s.notna() & (s.astype(str).str.strip() != "")
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise InputError(f"column {name!r} is not an integer at data row {i + 1}: {s.iloc[i]!r}", path)
+        raise InputError(
+            f"column {name!r} is not an integer at data row {i + 1}: {s.iloc[i]!r}", path
+        )
     return num.fillna(-1).round().astype(np.int64).to_numpy()
 
 
@@ -126,6 +128,8 @@ def points_frame(
         k for k in features if k not in OPTIONAL_COLUMNS
     ]:
         value = features[name]
+        if isinstance(value, pd.Series | pd.Index):
+            value = value.to_numpy()  # by position, not by index label
         if name in INT_COLUMNS:
             value = _as_int_ids(np.broadcast_to(value, (len(df),)), name)
         df[name] = value
@@ -137,9 +141,7 @@ def points_frame(
 # --------------------------------------------------------------------------- read
 
 _ARIVIS_RE = re.compile(r"^\s*([XYZ])\s*\(px\)", re.IGNORECASE)
-_ARIVIS_TIME_RE = re.compile(
-    r"^\s*(time\s*point|timepoint|time|t\s*\(px\)|frame)\b", re.IGNORECASE
-)
+_ARIVIS_TIME_RE = re.compile(r"^\s*(time\s*point|timepoint|time|t\s*\(px\)|frame)\b", re.IGNORECASE)
 _NAPARI_RE = re.compile(r"^axis-(\d+)$")
 _PAIR_RE = re.compile(r"pair\s*_?0*(\d+)", re.IGNORECASE)
 
@@ -246,7 +248,9 @@ def _numeric(df: pd.DataFrame, col: str, path: Path, sep: str) -> np.ndarray:
     s = df[col]
     num = pd.to_numeric(s, errors="coerce")
     bad = num.isna() & s.notna()
-    if bad.any() and sep == ";" and not pd.api.types.is_numeric_dtype(s):  # decimal comma (European exports)
+    if (
+        bad.any() and sep == ";" and not pd.api.types.is_numeric_dtype(s)
+    ):  # decimal comma (European exports)
         alt = pd.to_numeric(s.astype(str).str.replace(",", ".", regex=False), errors="coerce")
         if not (alt.isna() & s.notna()).any():
             num, bad = alt, alt.isna() & s.notna()

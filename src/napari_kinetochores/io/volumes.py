@@ -266,9 +266,7 @@ def validate_voxel_size(
             f"voxel size must be 3 numbers (z, y, x) in µm, got {len(values)}: {values}", source
         )
     if not all(math.isfinite(v) and v > 0 for v in values):
-        raise InputError(
-            f"voxel size must be finite and > 0 µm, got (z, y, x) = {values}", source
-        )
+        raise InputError(f"voxel size must be finite and > 0 µm, got (z, y, x) = {values}", source)
     return values  # type: ignore[return-value]
 
 
@@ -610,6 +608,13 @@ def _read_tiff(path: Path, *, dataset: str | None = None, axes: str | None = Non
 
 def _check_tiff_extent(series: Any, size: int, path: Path) -> None:
     """Raise if any image data lies beyond the end of the file (truncation)."""
+    offset = getattr(series, "dataoffset", None)
+    if offset is not None and offset + series.nbytes > size:
+        raise InputError(
+            f"corrupt or truncated TIFF: image data ends at byte {offset + series.nbytes} "
+            f"but the file has {size} bytes",
+            path,
+        )
     for page in series.pages:
         if page is None:
             raise InputError("corrupt or truncated TIFF: a page is missing", path)
@@ -709,9 +714,7 @@ def _read_zarr(path: Path, *, dataset: str | None = None, axes: str | None = Non
     try:
         node = zarr.open(str(path), mode="r")
     except Exception as err:
-        raise InputError(
-            f"not a readable zarr store: {type(err).__name__}: {err}", path
-        ) from err
+        raise InputError(f"not a readable zarr store: {type(err).__name__}: {err}", path) from err
 
     if isinstance(node, zarr.Array):
         return _plain_zarr(node, path)
@@ -1123,7 +1126,9 @@ def write_zarr(
             if channel_names is not None:
                 names = [str(n) for n in channel_names]
                 if len(names) != shape[1]:
-                    raise InputError(f"{len(names)} channel names given for {shape[1]} channels", path)
+                    raise InputError(
+                        f"{len(names)} channel names given for {shape[1]} channels", path
+                    )
                 omero = {"channels": [{"label": n, "active": True} for n in names]}
             if zarr_format == 2:
                 attrs: dict[str, Any] = {"multiscales": [{"version": "0.4", **multiscale}]}
@@ -1137,7 +1142,11 @@ def write_zarr(
             group.attrs.update(attrs)
         else:
             array = zarr.create_array(
-                store=str(tmp), shape=shape, dtype=dtype, chunks=chunk_shape, zarr_format=zarr_format
+                store=str(tmp),
+                shape=shape,
+                dtype=dtype,
+                chunks=chunk_shape,
+                zarr_format=zarr_format,
             )
             array.attrs.update({"axes": TCZYX, "voxel_size_um": [vz, vy, vx]})
         for t in range(shape[0]):
@@ -1165,4 +1174,3 @@ def _replace_dir(src: Path, dst: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         old.unlink(missing_ok=True)
-
