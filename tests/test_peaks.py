@@ -19,7 +19,9 @@ def _blob_positions(n: int, seed: int) -> np.ndarray:
     return np.array([10.0, 20.0, 20.0]) + rng.uniform(-0.5, 0.5, (n, 3))
 
 
-@pytest.mark.parametrize(("refine", "tolerance"), [("gaussian", 0.1), ("quadratic", 0.25), ("centroid", 0.25)])
+@pytest.mark.parametrize(
+    ("refine", "tolerance"), [("gaussian", 0.1), ("quadratic", 0.25), ("centroid", 0.25)]
+)
 def test_single_blob_subvoxel_position(refine, tolerance):
     for position in _blob_positions(15, seed=1):
         volume = gaussian_heatmap([position], SHAPE, VOXEL, SPOT_SIGMA_UM)
@@ -59,7 +61,10 @@ def test_several_blobs_sorted_by_score():
     positions = np.array([[5.0, 10.0, 10.0], [15.0, 30.0, 10.0], [10.0, 20.0, 32.0]])
     amplitudes = np.array([0.5, 1.0, 0.8])
     volume = np.max(
-        [a * gaussian_heatmap([p], SHAPE, VOXEL, SPOT_SIGMA_UM) for a, p in zip(amplitudes, positions, strict=True)],
+        [
+            a * gaussian_heatmap([p], SHAPE, VOXEL, SPOT_SIGMA_UM)
+            for a, p in zip(amplitudes, positions, strict=True)
+        ],
         axis=0,
     )
     coords, scores = find_peaks(volume, VOXEL, threshold_abs=0.1)

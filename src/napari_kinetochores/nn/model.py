@@ -68,6 +68,15 @@ class ModelConfig:
             )
         if any(len(k) != 3 or min(k) < 1 for k in self.pool_kernels):
             raise InputError(f"each pool kernel must be three integers >= 1, got {self.pool_kernels}")
+        if "g" in self.layer_order.split("c")[0] and self.in_channels >= self.num_groups:
+            # pytorch-3dunet group-normalises the input first with "gcr"; the groups must divide it.
+            if self.in_channels % self.num_groups:
+                raise InputError(
+                    f"{self.in_channels} input channels are not divisible by num_groups="
+                    f"{self.num_groups}; choose num_groups > {self.in_channels} or a divisor of it"
+                )
+        if self.f_maps % self.num_groups:
+            raise InputError(f"f_maps={self.f_maps} must be divisible by num_groups={self.num_groups}")
         return self
 
     def to_dict(self) -> dict:

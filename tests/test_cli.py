@@ -1,0 +1,292 @@
+"""End-to-end tests of the ``kinetochores`` command (simulate -> detect -> evaluate)."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from napari_kinetochores.cli import main
+
+VOXEL_ARGS = ["--voxel-size", "0.3", "0.13", "0.13"]
+
+
+@pytest.fixture(scope="module")
+def movie(tmp_path_factory):
+    """A small simulated two-frame, two-colour movie and its ground truth.
+
+    SNR 10 sits between the "moderate" (7) and "high" (14) levels: at 7 the
+    classical detector's F1 varies between 0.87 and 0.95 with the seed.
+    """
+    folder = tmp_path_factory.mktemp("cli")
+    image, gt = folder / "movie.tif", folder / "gt.csv"
+    args = ["simulate", str(image), "--gt", str(gt), "--frames", "2"]
+    args += ["--shape", "24", "96", "96", "--pairs", "12", "--snr", "10", "--seed", "0"]
+    assert main(args) == 0
+    return image, gt
+
+
+@pytest.fixture(scope="module")
+def detections(movie):
+    image, _ = movie
+    pred = image.parent / "pred.csv"
+    assert main(["detect", str(image), "-o", str(pred), "--method", "classical", "--quiet"]) == 0
+    return pred
+
+
+def test_simulate_writes_movie_and_ground_truth(movie):
+    from napari_kinetochores.io import read_volume
+
+    image, gt = movie
+    volume = read_volume(image)
+    assert volume.data.shape == (2, 2, 24, 96, 96)
+    assert tuple(volume.voxel_size_um) == pytest.approx((0.3, 0.13, 0.13))
+    table = pd.read_csv(gt)
+    assert list(table.columns[:7]) == ["t", "z", "y", "x", "z_um", "y_um", "x_um"]
+    assert set(table["channel"]) == {0, 1}
+    assert set(table["t"]) == {0, 1}
+    assert (table["channel"] == 0).sum() == 2 * 24  # 12 pairs, 2 frames
+
+
+def test_detect_writes_kinetochore_channel(detections):
+    table = pd.read_csv(detections)
+    assert list(table.columns[:7]) == ["t", "z", "y", "x", "z_um", "y_um", "x_um"]
+    assert set(table["t"]) == {0, 1}
+    assert set(table["channel"]) == {0}  # only the kinetochore channel by default
+    assert (table["status"] == "auto").all()
+    assert table["z_um"].to_numpy() == pytest.approx(table["z"].to_numpy() * 0.3)
+    assert 30 <= len(table) <= 60
+
+
+def test_end_to_end_f1(movie, detections, capsys):
+    _, gt = movie
+    capsys.readouterr()
+    assert main(["evaluate", str(detections), str(gt), *VOXEL_ARGS, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    overall = report["overall"]
+    assert overall["n_frames"] == 2
+    assert overall["n_gt"] == 48
+    assert overall["f1@0.3"] >= 0.9, overall
+    assert overall["precision@0.3"] >= 0.95
+    assert overall["median_nm"] < 100
+    assert {"f1@0.15", "p95_nm", "median_z_nm"} <= set(overall)
+    assert [row["t"] for row in report["per_frame"]] == [0, 1]
+
+
+def test_evaluate_text_and_per_frame_csv(movie, detections, tmp_path, capsys):
+    _, gt = movie
+    per_frame = tmp_path / "frames.csv"
+    capsys.readouterr()
+    args = ["evaluate", str(detections), str(gt), *VOXEL_ARGS, "--per-frame", str(per_frame)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "cutoff 0.3 µm: F1" in out and "cutoff 0.15 µm: F1" in out
+    assert "localisation error" in out and " nm" in out
+    frames = pd.read_csv(per_frame)
+    assert list(frames["t"]) == [0, 1]
+    assert frames["n_gt"].tolist() == [24, 24]
+
+
+def test_evaluate_all_channels_counts_both_colours(movie, detections, capsys):
+    _, gt = movie
+    capsys.readouterr()
+    assert (
+        main(["evaluate", str(detections), str(gt), *VOXEL_ARGS, "--json", "--channel", "-1"]) == 0
+    )
+    overall = json.loads(capsys.readouterr().out)["overall"]
+    assert overall["n_gt"] == 96  # EGFP and mCherry rows
+
+
+def test_detect_frame_selection(movie, tmp_path, capsys):
+    image, gt = movie
+    pred = tmp_path / "first.csv"
+    args = ["detect", str(image), "-o", str(pred), "--method", "classical", "--quiet"]
+    assert main([*args, "--frames", "0:1"]) == 0
+    assert "1 frame(s)" in capsys.readouterr().out
+    table = pd.read_csv(pred)
+    assert len(table) > 0 and set(table["t"]) == {0}
+    pred_1 = tmp_path / "second.csv"
+    assert (
+        main(
+            [
+                "detect",
+                str(image),
+                "-o",
+                str(pred_1),
+                "--method",
+                "classical",
+                "--quiet",
+                "--frames",
+                "1",
+            ]
+        )
+        == 0
+    )
+    assert set(pd.read_csv(pred_1)["t"]) == {1}
+
+
+def test_detect_all_channels(movie, tmp_path):
+    image, _ = movie
+    pred = tmp_path / "both.csv"
+    args = ["detect", str(image), "-o", str(pred), "--method", "classical", "--quiet"]
+    assert main([*args, "--all-channels", "--frames", "0"]) == 0
+    table = pd.read_csv(pred)
+    assert set(table["channel"]) == {0, 1}
+
+
+# --------------------------------------------------------------------------
+# bad input: exit status 2 and a one-line message naming the file
+
+
+def _fails_naming(capsys, argv, name):
+    capsys.readouterr()
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert "error:" in captured.err
+    assert name in captured.err, captured.err
+    assert "Traceback" not in captured.err
+    return captured.err
+
+
+def test_missing_movie(tmp_path, capsys):
+    missing = tmp_path / "nothing_here.tif"
+    argv = ["detect", str(missing), "-o", str(tmp_path / "p.csv"), "--method", "classical"]
+    _fails_naming(capsys, argv, "nothing_here.tif")
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_missing_points_file(movie, tmp_path, capsys):
+    _, gt = movie
+    argv = ["evaluate", str(tmp_path / "no_pred.csv"), str(gt), *VOXEL_ARGS]
+    _fails_naming(capsys, argv, "no_pred.csv")
+
+
+def test_corrupt_tiff(tmp_path, capsys):
+    corrupt = tmp_path / "corrupt.tif"
+    corrupt.write_bytes(b"II*\x00garbage")
+    argv = ["detect", str(corrupt), "-o", str(tmp_path / "p.csv"), "--method", "classical"]
+    _fails_naming(capsys, argv, "corrupt.tif")
+
+
+def test_csv_missing_columns(movie, tmp_path, capsys):
+    _, gt = movie
+    partial = tmp_path / "partial.csv"
+    partial.write_text("t,z,y\n0,1,2\n")
+    err = _fails_naming(capsys, ["evaluate", str(partial), str(gt), *VOXEL_ARGS], "partial.csv")
+    assert "x" in err
+    _fails_naming(capsys, ["evaluate", str(gt), str(partial), *VOXEL_ARGS], "partial.csv")
+
+
+def test_zero_voxel_size(movie, detections, tmp_path, capsys):
+    image, gt = movie
+    bad_voxel = ["--voxel-size", "0", "0.13", "0.13"]
+    err = _fails_naming(capsys, ["evaluate", str(detections), str(gt), *bad_voxel], "pred.csv")
+    assert "voxel size" in err
+    argv = [
+        "detect",
+        str(image),
+        "-o",
+        str(tmp_path / "p.csv"),
+        "--method",
+        "classical",
+        *bad_voxel,
+    ]
+    assert "voxel size" in _fails_naming(capsys, argv, "movie.tif")
+
+
+def test_unknown_axes(movie, tmp_path, capsys):
+    image, _ = movie
+    argv = ["detect", str(image), "-o", str(tmp_path / "p.csv"), "--method", "classical"]
+    err = _fails_naming(capsys, [*argv, "--axes", "QQQ"], "movie.tif")
+    assert "QQQ" in err
+
+
+def test_frames_outside_movie(movie, tmp_path, capsys):
+    image, _ = movie
+    argv = ["detect", str(image), "-o", str(tmp_path / "p.csv"), "--method", "classical"]
+    capsys.readouterr()
+    assert main([*argv, "--quiet", "--frames", "5:7"]) == 2
+    assert "outside the movie" in capsys.readouterr().err
+    assert main([*argv, "--quiet", "--frames", "one"]) == 2
+    assert "--frames" in capsys.readouterr().err
+
+
+def test_unsupported_simulate_output(tmp_path, capsys):
+    argv = ["simulate", str(tmp_path / "movie.xyz"), "--gt", str(tmp_path / "gt.csv")]
+    _fails_naming(capsys, [*argv, "--frames", "1", "--shape", "8", "32", "32"], "movie.xyz")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="cli evaluate --json prints NaN for the localisation errors when nothing matched; "
+    "NaN is not valid JSON (RFC 8259), so jq and JSON.parse reject the output",
+)
+def test_evaluate_json_is_strict_json_without_matches(movie, tmp_path, capsys):
+    _, gt = movie
+    far = tmp_path / "far.csv"
+    far.write_text("t,z,y,x\n0,0,0,0\n")
+    capsys.readouterr()
+    assert main(["evaluate", str(far), str(gt), *VOXEL_ARGS, "--json"]) == 0
+
+    def reject(token):
+        raise ValueError(f"non-standard JSON constant {token}")
+
+    report = json.loads(capsys.readouterr().out, parse_constant=reject)
+    assert report["overall"]["tp@0.3"] == 0
+
+
+def test_evaluate_without_matches_reports_nan_errors(movie, tmp_path, capsys):
+    _, gt = movie
+    far = tmp_path / "far.csv"
+    far.write_text("t,z,y,x\n0,0,0,0\n")
+    capsys.readouterr()
+    assert main(["evaluate", str(far), str(gt), *VOXEL_ARGS, "--json"]) == 0
+    overall = json.loads(capsys.readouterr().out)["overall"]
+    assert overall["tp@0.3"] == 0 and overall["f1@0.3"] == 0.0
+    assert math.isnan(overall["median_nm"])
+
+
+# --------------------------------------------------------------------------
+# the installed console script
+
+
+def _console_script() -> str:
+    candidate = Path(sys.executable).parent / "kinetochores"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("kinetochores")
+    assert found, "the kinetochores console script is not installed"
+    return found
+
+
+def test_console_script_help():
+    result = subprocess.run(
+        [_console_script(), "--help"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    for command in ("simulate", "detect", "evaluate", "train"):
+        assert command in result.stdout
+
+
+def test_console_script_bad_input_exit_code(tmp_path):
+    result = subprocess.run(
+        [
+            _console_script(),
+            "evaluate",
+            str(tmp_path / "a.csv"),
+            str(tmp_path / "b.csv"),
+            *VOXEL_ARGS,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "a.csv" in result.stderr and "Traceback" not in result.stderr
