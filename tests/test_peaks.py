@@ -185,11 +185,6 @@ def test_exclude_border_um():
     assert sorted(coords[:, 0].round().tolist()) == [1.0, 10.0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="peaks.find_peaks floors exclude_border_um to whole voxels: a peak 0.3 µm from the "
-    "z border survives exclude_border_um=0.55 (floor(0.55/0.3)=1 voxel)",
-)
 def test_exclude_border_drops_peaks_closer_than_the_distance():
     volume = gaussian_heatmap([[1.0, 20.0, 20.0], [10.0, 20.0, 20.0]], SHAPE, VOXEL, 0.15)
     coords, _ = find_peaks(volume, VOXEL, threshold_abs=0.1, exclude_border_um=0.55)

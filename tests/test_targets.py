@@ -132,11 +132,6 @@ def test_sphere_mask_empty_points():
     assert mask.shape == SHAPE and not mask.any()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="targets.sphere_mask clips the 'nearest voxel' of a point outside the volume to the "
-    "border, marking a voxel 1.5 µm away from any point",
-)
 def test_sphere_mask_point_outside_volume_marks_nothing():
     mask = sphere_mask([[-5.0, 20.0, 20.0]], SHAPE, VOXEL, 0.3)
     assert not mask.any()
@@ -231,22 +226,12 @@ def test_bad_size_raises(function, kwargs):
         function([[7.0, 20.0, 20.0]], SHAPE, VOXEL, **kwargs)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="targets._prepare accepts a NaN voxel size: gaussian_heatmap returns zeros, "
-    "distance_map NaNs, sphere_mask one voxel, instead of raising InputError",
-)
 @pytest.mark.parametrize(("function", "extra"), TARGETS)
 def test_nan_voxel_size_raises(function, extra):
     with pytest.raises(InputError):
         function([[7.0, 20.0, 20.0]], SHAPE, (np.nan, 0.13, 0.13), **extra)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="targets._prepare reshapes points with reshape(-1, 3): a (3, 2) array is silently "
-    "read as two (z, y, x) points instead of raising InputError",
-)
 @pytest.mark.parametrize(("function", "extra"), TARGETS)
 def test_points_with_two_columns_raise(function, extra):
     with pytest.raises(InputError):

@@ -167,7 +167,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.per_frame is not None:
         result.per_frame.to_csv(args.per_frame, index=False)
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2, default=float))
+        print(json.dumps(_json_safe(result.to_dict()), indent=2, allow_nan=False))
         return 0
     o = result.overall
     print(f"frames: {o['n_frames']}  predicted: {o['n_pred']}  reference: {o['n_gt']}")
@@ -183,6 +183,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         f"(z {o['median_z_nm']:.1f}, y {o['median_y_nm']:.1f}, x {o['median_x_nm']:.1f} nm)"
     )
     return 0
+
+
+def _json_safe(value):
+    """NaN and infinities become null, so the output is valid JSON."""
+    import math
+
+    import numpy as np
+
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -213,6 +230,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cancelled", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `kinetochores evaluate ... | head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

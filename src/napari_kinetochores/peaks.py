@@ -53,7 +53,8 @@ def find_peaks(
     threshold_rel : float, optional
         Peaks must score above ``threshold_rel * volume.max()`` (mode "max").
     exclude_border_um : float or (3,) sequence
-        Peaks closer than this to the volume border (µm) are dropped.
+        Peaks whose centre lies closer than this (µm) to the centre of the
+        outermost voxel layer are dropped.
     mode : {"max", "min"}
         Look for maxima (probabilities) or minima (distance maps).
     refine : {"quadratic", "gaussian", "centroid", "none"}
@@ -152,10 +153,13 @@ def find_peaks(
     flat = plateau_size > 1
     coords[flat] = plateau_centres[flat]
 
-    border = _radius_voxels(exclude_border_um, voxel_size_um).astype(float)
-    if np.any(border > 0):
-        upper = np.asarray(data.shape, float) - 1 - border
-        inside = np.all((coords >= border) & (coords <= upper), axis=1)
+    border_um = np.broadcast_to(np.asarray(exclude_border_um, dtype=float), (3,))
+    if np.any(border_um < 0) or not np.all(np.isfinite(border_um)):
+        raise InputError(f"exclude_border_um must be >= 0 µm, got {exclude_border_um}")
+    if np.any(border_um > 0):
+        lower_um = coords * voxel
+        upper_um = (np.asarray(data.shape, float) - 1 - coords) * voxel
+        inside = np.all((lower_um >= border_um) & (upper_um >= border_um), axis=1)
         coords, scores = coords[inside], scores[inside]
     if mode == "min":
         scores = -scores

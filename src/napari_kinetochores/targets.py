@@ -16,12 +16,16 @@ from napari_kinetochores.errors import InputError
 
 
 def _prepare(points_zyx, shape_zyx, voxel_size_um):
-    points = np.asarray(points_zyx, dtype=float).reshape(-1, 3)
+    points = np.asarray(points_zyx, dtype=float)
+    if points.size == 0:
+        points = points.reshape(0, 3)
+    if points.ndim != 2 or points.shape[1] != 3:
+        raise InputError(f"points must have shape (N, 3) as (z, y, x) voxels, got {points.shape}")
     shape = tuple(int(s) for s in shape_zyx)
     voxel = np.asarray(voxel_size_um, dtype=float)
     if len(shape) != 3:
         raise InputError(f"target shape must be (Z, Y, X), got {shape_zyx}")
-    if voxel.shape != (3,) or np.any(voxel <= 0):
+    if voxel.shape != (3,) or not np.all(np.isfinite(voxel)) or np.any(voxel <= 0):
         raise InputError(f"voxel size must be three positive numbers (z, y, x) in µm, got {voxel_size_um}")
     if not np.all(np.isfinite(points)):
         raise InputError("points contain NaN or infinite coordinates")
@@ -116,7 +120,8 @@ def sphere_mask(
             for axis, (g, p, v) in enumerate(zip(grids, point, voxel, strict=True))
         )
         out[slices] |= d2 <= radius_um**2
-    nearest = np.clip(np.round(points).astype(int), 0, np.asarray(shape) - 1)
+    nearest = np.round(points).astype(int)
+    nearest = nearest[np.all((nearest >= 0) & (nearest < np.asarray(shape)), axis=1)]
     if len(nearest):
         out[tuple(nearest.T)] = True
     return out
