@@ -107,9 +107,13 @@ def find_peaks(
     if not candidates.any():
         return np.zeros((0, 3)), np.zeros(0)
 
-    # A constant region is not a spot: drop maxima that equal their whole neighbourhood's minimum.
-    local_min = ndimage.minimum_filter(signed, size=size, mode="nearest")
-    candidates &= local_max > local_min
+    if threshold_abs is None and threshold_rel is None:
+        # Without a threshold a constant region would count as a peak: drop
+        # maxima that equal their whole neighbourhood's minimum.
+        local_min = ndimage.minimum_filter(signed, size=size, mode="nearest")
+        candidates &= local_max > local_min
+        del local_min
+    del local_max
 
     labels, n_labels = ndimage.label(candidates, structure=np.ones((3, 3, 3), bool))
     if n_labels == 0:
