@@ -377,3 +377,108 @@ def evaluate_points(
     )
     overall.update(localisation_errors_nm(pooled))
     return Evaluation(overall, pd.DataFrame(rows), cutoffs, float(main_cutoff_um), matches)
+
+
+def match_table(
+    pred: pd.DataFrame,
+    gt: pd.DataFrame,
+    voxel_size_um: Sequence[float],
+    cutoff_um: float = DEFAULT_CUTOFF_UM,
+    channel: int | None = 0,
+) -> pd.DataFrame:
+    """One row per prediction and per missed reference point, with its match.
+
+    The matching is the one of :func:`evaluate_points` (same frames, same
+    channel selection, same cutoff), so the TP/FP/FN counts of the table
+    equal its metrics.
+
+    Parameters
+    ----------
+    pred, gt : pandas.DataFrame
+        Point tables in the project's schema (``t, z, y, x`` in voxels;
+        ``channel`` optional).
+    voxel_size_um : (3,) sequence
+        Voxel size (z, y, x) in µm.
+    cutoff_um : float
+        Matching cutoff in µm.
+    channel : int or None
+        Keep only rows of this channel (tables with a ``channel`` column);
+        None keeps all rows.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``t, z, y, x`` (the prediction; the reference point for a
+        false negative), ``z_um, y_um, x_um``, ``status`` (``"TP"``, ``"FP"``
+        or ``"FN"``), ``ref_z, ref_y, ref_x`` and ``ref_z_um, ref_y_um,
+        ref_x_um`` (the matched reference point; NaN for FP), ``distance_nm``
+        and ``dz_nm, dy_nm, dx_nm`` (prediction minus reference; NaN unless
+        TP), ``pred_row`` and ``ref_row`` (positions of the rows in ``pred``
+        and ``gt``, -1 for none). Sorted by frame, predictions first in their
+        table order, then the misses.
+
+    Examples
+    --------
+    >>> from napari_kinetochores.io import points_frame
+    >>> pred = points_frame([[0, 10, 20, 20], [0, 10, 40, 40]], (0.3, 0.13, 0.13))
+    >>> gt = points_frame([[0, 10, 20.5, 20], [0, 5, 5, 5]], (0.3, 0.13, 0.13))
+    >>> match_table(pred, gt, (0.3, 0.13, 0.13))["status"].tolist()
+    ['TP', 'FP', 'FN']
+    """
+    voxel = _check_voxel_size(voxel_size_um)
+    evaluation = evaluate_points(
+        pred, gt, voxel, cutoffs_um=(cutoff_um,), main_cutoff_um=cutoff_um, channel=channel
+    )
+
+    def selected_rows(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        keep = np.ones(len(table), bool)
+        if channel is not None and "channel" in table.columns:
+            keep = (table["channel"] == channel).to_numpy()
+        return keep, np.round(table["t"].to_numpy(float)).astype(int)
+
+    pred_keep, pred_t = selected_rows(pred)
+    gt_keep, gt_t = selected_rows(gt)
+    pred_zyx = pred[["z", "y", "x"]].to_numpy(float)
+    gt_zyx = gt[["z", "y", "x"]].to_numpy(float)
+    parts = []
+    for t, result in sorted(evaluation.matches.items()):
+        p_rows = np.flatnonzero(pred_keep & (pred_t == t))
+        g_rows = np.flatnonzero(gt_keep & (gt_t == t))
+        ref_of_pred = np.full(len(p_rows), -1)
+        ref_of_pred[result.pred_indices] = g_rows[result.gt_indices]
+        distance = np.full(len(p_rows), np.nan)
+        distance[result.pred_indices] = result.distances_um * 1000
+        offsets = np.full((len(p_rows), 3), np.nan)
+        offsets[result.pred_indices] = result.offsets_um * 1000
+        missed = np.setdiff1d(np.arange(len(g_rows)), result.gt_indices)
+        n_miss = len(missed)
+        rows = pd.DataFrame(
+            {
+                "t": np.full(len(p_rows) + n_miss, float(t)),
+                "status": ["TP" if r >= 0 else "FP" for r in ref_of_pred] + ["FN"] * n_miss,
+                "pred_row": np.r_[p_rows, np.full(n_miss, -1)].astype(np.int64),
+                "ref_row": np.r_[ref_of_pred, g_rows[missed]].astype(np.int64),
+                "distance_nm": np.r_[distance, np.full(n_miss, np.nan)],
+            }
+        )
+        coords = np.vstack([pred_zyx[p_rows], gt_zyx[g_rows[missed]]])
+        rows[["z", "y", "x"]] = coords
+        ref = np.full((len(rows), 3), np.nan)
+        has_ref = rows["ref_row"].to_numpy() >= 0
+        ref[has_ref] = gt_zyx[rows["ref_row"].to_numpy()[has_ref]]
+        rows[["ref_z", "ref_y", "ref_x"]] = ref
+        rows[["dz_nm", "dy_nm", "dx_nm"]] = np.vstack([offsets, np.full((n_miss, 3), np.nan)])
+        parts.append(rows)
+    columns = ["t", "z", "y", "x", "status", "ref_z", "ref_y", "ref_x", "distance_nm"]
+    columns += ["dz_nm", "dy_nm", "dx_nm", "pred_row", "ref_row"]
+    if not parts:
+        table = pd.DataFrame({c: pd.Series(dtype=float) for c in columns})
+        table["status"] = table["status"].astype(object)
+    else:
+        table = pd.concat(parts, ignore_index=True)[columns]
+    for axis, v in zip(("z", "y", "x"), voxel, strict=True):
+        table.insert(table.columns.get_loc("status"), f"{axis}_um", table[axis] * v)
+        table.insert(
+            table.columns.get_loc("distance_nm"), f"ref_{axis}_um", table[f"ref_{axis}"] * v
+        )
+    return table

@@ -46,9 +46,11 @@ from napari_kinetochores.errors import InputError
 __all__ = [
     "Volume",
     "default_channel_names",
+    "list_datasets",
     "read_volume",
     "to_tczyx",
     "validate_voxel_size",
+    "volume_from_array",
     "write_tiff",
     "write_zarr",
 ]
@@ -469,6 +471,120 @@ def read_volume(
         if raw.handle is not None:
             raw.handle.close()
         raise
+
+
+def volume_from_array(
+    data_tczyx: Any,
+    voxel_size_um: Sequence[float],
+    channel_names: Sequence[str] | None = None,
+    path: str | Path | None = None,
+) -> Volume:
+    """Wrap an in-memory (or lazy) TCZYX array as a :class:`Volume`.
+
+    Used by front ends that already hold the pixels (e.g. napari image
+    layers) to call the same pipeline as :func:`read_volume` callers. No data
+    are copied or read.
+
+    Parameters
+    ----------
+    data_tczyx
+        Array (T, C, Z, Y, X): numpy, dask or any array with ``shape``,
+        ``dtype`` and numpy-style indexing.
+    voxel_size_um
+        Voxel size (z, y, x) in µm.
+    channel_names
+        One name per channel (default ``["EGFP", "mCherry", ...]``).
+    path
+        The file the pixels came from, if any (named in error messages).
+
+    Returns
+    -------
+    Volume
+        With ``voxel_size_source="user"`` and ``axes="TCZYX"``.
+
+    Raises
+    ------
+    InputError
+        Not 5 dimensions, an empty array, an invalid voxel size, or a wrong
+        number of channel names.
+
+    Examples
+    --------
+    >>> vol = volume_from_array(np.zeros((1, 2, 4, 8, 8)), (0.3, 0.13, 0.13))
+    >>> vol.n_channels, vol.channel_names
+    (2, ['EGFP', 'mCherry'])
+    """
+    shape = tuple(int(s) for s in getattr(data_tczyx, "shape", ()))
+    if len(shape) != 5:
+        raise InputError(f"expected a 5-D (T, C, Z, Y, X) array, got shape {shape}", path)
+    if any(s == 0 for s in shape):
+        raise InputError(f"the volume is empty (TCZYX shape {shape})", path)
+    voxel = validate_voxel_size(voxel_size_um, path)
+    names = list(channel_names) if channel_names is not None else []
+    if names and len(names) != shape[1]:
+        raise InputError(f"{len(names)} channel names given for {shape[1]} channels", path)
+    return Volume(
+        data=data_tczyx,
+        voxel_size_um=voxel,
+        voxel_size_source="user",
+        axes=TCZYX,
+        path=None if path is None else Path(path),
+        channel_names=names,
+    )
+
+
+def list_datasets(path: str | Path) -> list[str]:
+    """Names of the arrays in an HDF5 file or a zarr group (for a dataset chooser).
+
+    Parameters
+    ----------
+    path
+        ``.h5``/``.hdf5`` file or ``.zarr`` folder. Other formats hold one
+        image and give an empty list.
+
+    Returns
+    -------
+    list of str
+        HDF5 dataset paths, or the array names of a zarr group (for an
+        OME-Zarr, its resolution levels). Empty for a plain zarr array.
+
+    Raises
+    ------
+    InputError
+        Missing or unreadable file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError("file not found", path)
+    kind = _format_of(path)
+    if kind == "hdf5":
+        import h5py
+
+        names: list[str] = []
+        try:
+            with h5py.File(path, "r") as handle:
+                handle.visititems(
+                    lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None
+                )
+        except Exception as err:
+            raise InputError(
+                f"cannot open the HDF5 file (corrupt or not HDF5?): {type(err).__name__}: {err}",
+                path,
+            ) from err
+        return names
+    if kind == "zarr":
+        import zarr
+
+        try:
+            node = zarr.open(str(path), mode="r")
+        except Exception as err:
+            raise InputError(
+                f"not a readable zarr store: {type(err).__name__}: {err}", path
+            ) from err
+        if isinstance(node, zarr.Array):
+            return []
+        return _zarr_array_names(node)
+    return []
 
 
 def _finish(

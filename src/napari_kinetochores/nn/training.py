@@ -12,13 +12,15 @@ from __future__ import annotations
 import csv
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from napari_kinetochores.errors import InputError
+from napari_kinetochores.io.volumes import validate_voxel_size
 from napari_kinetochores.nn.checkpoint import (
     ModelInfo,
     bundled_model_path,
@@ -27,6 +29,9 @@ from napari_kinetochores.nn.checkpoint import (
 )
 from napari_kinetochores.nn.data import Augmenter, sample_patch, stack_input
 from napari_kinetochores.nn.model import ModelConfig, build_model
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DEFAULT_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 
@@ -313,12 +318,18 @@ def train(
     progress: bool = True,
     cancelled: Callable[[], bool] | None = None,
     on_epoch: Callable[[dict], None] | None = None,
+    samples: Sequence[tuple[np.ndarray, pd.DataFrame, Sequence[float]]] | None = None,
 ) -> TrainResult:
     """Train (or fine-tune, or resume) a UNet; see :class:`TrainConfig`.
 
     Writes ``last.pt`` (resumable) and ``best.pt`` (best validation F1) and
     ``log.csv`` into ``config.output_dir``. ``cancelled()`` is polled every
     step; on cancel the last checkpoint is saved and the run returns.
+
+    ``samples`` gives in-memory training data instead of ``config.data``: a
+    list of ``(image (T, C, Z, Y, X), points table, voxel size (z, y, x) µm)``,
+    e.g. the layers of a napari viewer. ``config.data.source`` is then
+    recorded as ``"memory"``.
     """
     import torch
     from tqdm.auto import tqdm
@@ -373,7 +384,17 @@ def train(
         best_threshold = float(training_state["best_threshold"])
         history = list(training_state.get("history", []))
 
-    if config.data.source == "files":
+    if samples is not None:
+        if not samples:
+            raise InputError("no training samples given")
+        config.data.source = "memory"
+        pool = [
+            prepare_sample(
+                np.asarray(image), points, validate_voxel_size(voxel), config, f"sample {i}"
+            )
+            for i, (image, points, voxel) in enumerate(samples)
+        ]
+    elif config.data.source == "files":
         pool = _file_samples(config)
     else:
         pool = [_simulated_sample(rng, config, config.seed * 10_000 + i) for i in range(config.data.pool_size)]
