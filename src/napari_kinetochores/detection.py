@@ -74,6 +74,7 @@ def iter_detections(
     options: DetectionOptions,
     frames: Iterable[int] | None = None,
     cancelled: Callable[[], bool] | None = None,
+    on_prediction: Callable[[int, np.ndarray], None] | None = None,
 ) -> Iterator[tuple[int, pd.DataFrame]]:
     """Detect kinetochores frame by frame.
 
@@ -88,6 +89,11 @@ def iter_detections(
     cancelled : callable, optional
         Polled between frames; when it returns True the iteration stops and
         the frames already yielded stay valid.
+    on_prediction : callable, optional
+        UNet only: called as ``on_prediction(t, prediction)`` with the
+        network's output of frame ``t``, (C_out, Z, Y, X) float32
+        (probabilities, or distances for a distance model), before its peaks
+        are yielded. Lets a front end show the probability map.
 
     Yields
     ------
@@ -116,9 +122,14 @@ def iter_detections(
         for t in selected:
             if cancelled is not None and cancelled():
                 return
+            prediction = None
+            if on_prediction is not None:
+                prediction = detector.predict_frame(volume, t, options.channel)
+                on_prediction(t, prediction)
             found = detector.detect_frame(
                 volume, t, options.channel, threshold=options.threshold,
                 min_distance_um=options.min_distance_um, all_channels=options.all_channels,
+                prediction=prediction,
             )
             yield t, _table(t, found, voxel_size_um)
         return

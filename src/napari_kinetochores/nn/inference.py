@@ -295,9 +295,15 @@ class UNetDetector:
         threshold: float | None = None,
         min_distance_um: float | None = None,
         all_channels: bool = False,
+        prediction: np.ndarray | None = None,
     ) -> list[tuple[int, np.ndarray, np.ndarray]]:
-        """Detections of frame ``t``: a list of (movie channel, coords (N, 3) voxels, scores)."""
-        prediction = self.predict_frame(volume, t, channel)
+        """Detections of frame ``t``: a list of (movie channel, coords (N, 3) voxels, scores).
+
+        ``prediction`` is the output of :meth:`predict_frame` for this frame
+        when the caller already has it (it is then not computed again).
+        """
+        if prediction is None:
+            prediction = self.predict_frame(volume, t, channel)
         found = []
         for index, detected in enumerate(self.config.detected_channels):
             movie_channel = channel if detected == 0 else detected
