@@ -1,0 +1,385 @@
+"""npe2 readers, writer and sample data: thin shells over :mod:`napari_kinetochores.io`.
+
+- Volumes (TIFF/OME-TIFF, zarr/OME-Zarr, HDF5) open as one image layer per
+  channel, scaled by the voxel size (z, y, x) µm, EGFP green and mCherry
+  magenta, additive blending. Lazy data (zarr, HDF5, large TIFF) stay lazy.
+- Point CSVs (the package schema, napari's ``axis-N`` and Arivis exports)
+  open as a Points layer whose features are the table's other columns.
+- The writer saves a Points layer in the package's CSV schema (voxels and µm).
+- Sample data: the bundled sample movie with its ground truth, and a freshly
+  simulated movie.
+
+No Qt is imported here; napari is only needed for the layer data tuples'
+meaning, not imported.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from napari_kinetochores.errors import InputError
+
+LayerDataTuple = tuple[Any, dict, str]
+
+VOLUME_SUFFIXES = (".tif", ".tiff", ".zarr", ".h5", ".hdf5", ".hdf")
+POINTS_SUFFIXES = (".csv",)
+#: Colour maps by channel index: EGFP green, mCherry magenta, then others.
+CHANNEL_COLORMAPS = ("green", "magenta", "cyan", "yellow", "gray")
+#: Point marker size in voxels (y, x) for detections and for reference points.
+POINT_SIZE = 5.0
+REFERENCE_POINT_SIZE = 7.0
+#: Point colours by channel (EGFP, mCherry) for detections and for reference points.
+DETECTION_CHANNEL_COLOURS = ("yellow", "magenta")
+REFERENCE_CHANNEL_COLOURS = ("cyan", "orange")
+META_KEY = "napari_kinetochores"
+
+SAMPLE_DIR = Path(__file__).resolve().parents[2] / "sample_data"
+SAMPLE_MOVIE = SAMPLE_DIR / "sample_movie.tif"
+SAMPLE_GT = SAMPLE_DIR / "sample_movie_gt.csv"
+
+
+# --------------------------------------------------------------------------- layers
+
+
+def channel_colormap(index: int, name: str | None = None) -> str:
+    """Colour map of a channel: by name (EGFP green, mCherry magenta), else by index."""
+    lowered = (name or "").lower()
+    if "gfp" in lowered:
+        return "green"
+    if "cherry" in lowered or "rfp" in lowered:
+        return "magenta"
+    return CHANNEL_COLORMAPS[index % len(CHANNEL_COLORMAPS)]
+
+
+def contrast_limits(frame: Any, max_voxels: int = 2_000_000) -> tuple[float, float]:
+    """Display range from the 1st and 99.95th percentiles of a (subsampled) frame.
+
+    Only a strided subsample of the frame is read, so lazy data stay cheap.
+    """
+    shape = np.asarray(frame.shape, dtype=float)
+    step = max(1, int(np.ceil((np.prod(shape) / max_voxels) ** (1 / 3))))
+    sample = np.asarray(frame[:: max(1, step // 2), ::step, ::step], dtype=np.float64)
+    finite = sample[np.isfinite(sample)]
+    if finite.size == 0:
+        return 0.0, 1.0
+    low, high = np.percentile(finite, [1.0, 99.95])
+    if high <= low:
+        high = low + 1.0
+    return float(low), float(high)
+
+
+def volume_layers(
+    volume: Any,
+    names: Sequence[str] | None = None,
+    colormaps: Sequence[str] | None = None,
+    frames: tuple[int, int] | None = None,
+) -> list[LayerDataTuple]:
+    """One image layer data tuple per channel of a :class:`~napari_kinetochores.io.Volume`.
+
+    Parameters
+    ----------
+    volume
+        The movie (TCZYX) with its voxel size.
+    names, colormaps
+        Per channel; default: the volume's channel names, and EGFP green,
+        mCherry magenta.
+    frames
+        (first, stop) frame range (stop exclusive); default all.
+
+    Returns
+    -------
+    list of (data (T, Z, Y, X), kwargs, "image")
+        Scale (1, z, y, x) µm, additive blending; lazy data stay lazy.
+    """
+    names = list(names) if names is not None else list(volume.channel_names)
+    if len(names) != volume.n_channels:
+        raise InputError(f"{len(names)} channel names given for {volume.n_channels} channels")
+    start, stop = frames if frames is not None else (0, volume.n_frames)
+    if not 0 <= start < stop <= volume.n_frames:
+        raise InputError(
+            f"frame range {start}..{stop - 1} is outside the movie (0..{volume.n_frames - 1})",
+            volume.path,
+        )
+    scale = (1.0, *(float(v) for v in volume.voxel_size_um))
+    layers: list[LayerDataTuple] = []
+    for c in range(volume.n_channels):
+        data = volume.data[start:stop, c]
+        cmap = colormaps[c] if colormaps is not None else channel_colormap(c, names[c])
+        meta = {
+            "path": None if volume.path is None else str(volume.path),
+            "channel": c,
+            "channel_name": names[c],
+            "voxel_size_um": list(volume.voxel_size_um),
+            "voxel_size_source": volume.voxel_size_source,
+            "axes": volume.axes,
+            "first_frame": start,
+        }
+        kwargs = {
+            "name": names[c],
+            "scale": scale,
+            "colormap": cmap,
+            "blending": "additive",
+            "contrast_limits": contrast_limits(data[0]),
+            "metadata": {META_KEY: meta},
+        }
+        layers.append((data, kwargs, "image"))
+    return layers
+
+
+def points_layer(
+    table: pd.DataFrame,
+    voxel_size_um: Sequence[float] | None,
+    name: str,
+    reference: bool = False,
+    path: str | Path | None = None,
+) -> LayerDataTuple:
+    """A Points layer data tuple from a point table (package schema).
+
+    Parameters
+    ----------
+    table
+        Columns ``t, z, y, x`` in voxels, then features.
+    voxel_size_um
+        The layer scale (z, y, x) µm, so the points sit on an image of that
+        voxel size; None: scale 1 (coordinates taken as world units).
+    name
+        Layer name.
+    reference
+        Reference labels (rings) rather than detections (discs).
+    path
+        The CSV the table came from, kept in the layer metadata.
+    """
+    from napari_kinetochores.io import POINT_COLUMNS, UM_COLUMNS
+
+    data = table[list(POINT_COLUMNS)].to_numpy(dtype=float).reshape(-1, 4)
+    skip = set(POINT_COLUMNS) | set(UM_COLUMNS)
+    features = table[[c for c in table.columns if c not in skip]].reset_index(drop=True)
+    scale = (1.0, 1.0, 1.0, 1.0) if voxel_size_um is None else (1.0, *map(float, voxel_size_um))
+    kwargs: dict[str, Any] = {
+        "name": name,
+        "scale": scale,
+        "features": features,
+        "size": REFERENCE_POINT_SIZE if reference else POINT_SIZE,
+        "symbol": "ring" if reference else "disc",
+        "face_color": "cyan" if reference else "yellow",
+        "border_width": 0.0,
+        "opacity": 0.9,
+        "metadata": {
+            META_KEY: {
+                "path": None if path is None else str(path),
+                "voxel_size_um": None if voxel_size_um is None else list(map(float, voxel_size_um)),
+                "kind": "reference" if reference else "detections",
+            }
+        },
+    }
+    if "channel" in features.columns and features["channel"].nunique() > 1:
+        colours = REFERENCE_CHANNEL_COLOURS if reference else DETECTION_CHANNEL_COLOURS
+        kwargs["face_color"] = channel_colours(features["channel"].to_numpy(), colours)
+    return data, kwargs, "points"
+
+
+def channel_colours(channels: np.ndarray, colours: Sequence[str]) -> np.ndarray:
+    """RGBA colour per point from its channel (0: first colour, 1: second, …)."""
+    from matplotlib.colors import to_rgba
+
+    palette = np.array([to_rgba(c) for c in colours])
+    index = np.clip(np.asarray(channels, dtype=int), 0, len(palette) - 1)
+    return palette[index]
+
+
+def _table_voxel_size(table: pd.DataFrame) -> tuple[float, float, float] | None:
+    """Voxel size implied by a table's ``*_um`` and voxel columns (None if unknown)."""
+    voxel = table.attrs.get("voxel_size_um")
+    if voxel is not None:
+        return tuple(float(v) for v in voxel)  # type: ignore[return-value]
+    return None
+
+
+# --------------------------------------------------------------------------- readers
+
+
+def _single_path(path: str | Sequence[str]) -> str | None:
+    if isinstance(path, list | tuple):
+        return path[0] if len(path) == 1 else None
+    return str(path)
+
+
+def get_volume_reader(path: str | Sequence[str]) -> Callable[[Any], list[LayerDataTuple]] | None:
+    """npe2 reader for TIFF/OME-TIFF, zarr/OME-Zarr and HDF5 movies."""
+    single = _single_path(path)
+    if single is None:
+        return None
+    lowered = single.rstrip("/\\").lower()
+    if not lowered.endswith(VOLUME_SUFFIXES):
+        return None
+    return read_volume_layers
+
+
+def read_volume_layers(path: str | Sequence[str]) -> list[LayerDataTuple]:
+    """Read a movie as one image layer per channel, with the voxel size as scale."""
+    from napari_kinetochores.io import list_datasets, read_volume
+
+    single = _single_path(path)
+    try:
+        volume = read_volume(single)
+    except InputError as error:
+        if "several" in error.problem:
+            datasets = list_datasets(single)
+            raise InputError(
+                f"holds several images {datasets}; open it with the Load movie widget "
+                "(Plugins > Kinetochores > Load movie) to choose one",
+                single,
+            ) from None
+        raise
+    return volume_layers(volume)
+
+
+def get_points_reader(path: str | Sequence[str]) -> Callable[[Any], list[LayerDataTuple]] | None:
+    """npe2 reader for point CSVs (package schema, napari ``axis-N``, Arivis)."""
+    single = _single_path(path)
+    if single is None or not single.lower().endswith(POINTS_SUFFIXES):
+        return None
+    return read_points_layer
+
+
+def read_points_layer(path: str | Sequence[str]) -> list[LayerDataTuple]:
+    """Read a point CSV as a Points layer (t, z, y, x) with its other columns as features.
+
+    The layer scale is the voxel size found in the table (``*_um`` columns);
+    napari ``axis-N`` tables are world coordinates and get scale 1; otherwise
+    the default voxel size is used, with a warning.
+    """
+    from napari_kinetochores.io import read_points
+
+    single = _single_path(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = read_points(single)
+    voxel = _table_voxel_size(table)
+    layout = table.attrs.get("layout")
+    if layout == "napari":
+        voxel = None
+    elif voxel is None:
+        voxel = _voxel_from_um(table)
+    for warning in caught:
+        if layout != "napari" or "default" not in str(warning.message):
+            warnings.warn(str(warning.message), UserWarning, stacklevel=2)
+    name = Path(single).stem
+    is_reference = any(k in name.lower() for k in ("gt", "ground", "truth", "reference", "ref"))
+    return [points_layer(table, voxel, name, reference=is_reference, path=single)]
+
+
+def _voxel_from_um(table: pd.DataFrame) -> tuple[float, float, float] | None:
+    """Voxel size as the median ratio of ``*_um`` to voxel columns (None if undefined)."""
+    values = []
+    for axis in ("z", "y", "x"):
+        v = table[axis].to_numpy(float)
+        um = table[f"{axis}_um"].to_numpy(float)
+        ok = np.abs(v) > 1e-6
+        if not ok.any():
+            return None
+        values.append(float(np.median(um[ok] / v[ok])))
+    if not all(np.isfinite(x) and x > 0 for x in values):
+        return None
+    return tuple(round(x, 9) for x in values)  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------- writer
+
+
+def write_points_csv(path: str, data: Any, meta: dict) -> list[str]:
+    """npe2 writer: a Points layer as a CSV in the package schema (voxels and µm).
+
+    The voxel size is the layer's scale (z, y, x); features become columns.
+    """
+    from napari_kinetochores.io import points_frame, write_points
+
+    coords = np.asarray(data, dtype=float)
+    if coords.size == 0:
+        coords = coords.reshape(0, 4)
+    if coords.ndim != 2 or coords.shape[1] not in (3, 4):
+        raise InputError(
+            f"can only write (Z, Y, X) or (T, Z, Y, X) points, got shape {coords.shape}", path
+        )
+    scale = meta.get("scale")
+    voxel = tuple(float(s) for s in scale[-3:]) if scale is not None else (1.0, 1.0, 1.0)
+    features = meta.get("features")
+    extra: dict[str, Any] = {}
+    if features is not None and len(features) == len(coords):
+        features = pd.DataFrame(features)
+        extra = {str(c): features[c].to_numpy() for c in features.columns}
+        for c in ("t", "z", "y", "x", "z_um", "y_um", "x_um"):
+            extra.pop(c, None)
+    target = Path(path)
+    if target.suffix.lower() != ".csv":
+        target = target.with_name(target.name + ".csv")
+    write_points(target, points_frame(coords, voxel, **extra), voxel)
+    return [str(target)]
+
+
+# --------------------------------------------------------------------------- sample data
+
+
+def sample_movie() -> list[LayerDataTuple]:
+    """The bundled sample movie (EGFP, mCherry) with its ground-truth points.
+
+    Falls back to simulating a movie like it (with a warning) when the sample
+    files are not installed.
+    """
+    from napari_kinetochores.io import read_points, read_volume
+
+    if SAMPLE_MOVIE.is_file() and SAMPLE_GT.is_file():
+        volume = read_volume(SAMPLE_MOVIE)
+        table = read_points(SAMPLE_GT, voxel_size_um=volume.voxel_size_um)
+        layers = volume_layers(volume)
+        layers.append(points_layer(table, volume.voxel_size_um, "ground truth", True, SAMPLE_GT))
+        return layers
+    warnings.warn(
+        f"sample movie not found in {SAMPLE_DIR}; showing a simulated movie instead",
+        UserWarning,
+        stacklevel=2,
+    )
+    return _simulated_layers(_sample_like_params(), seed=20240611, label="sample (simulated)")
+
+
+def simulated_movie() -> list[LayerDataTuple]:
+    """A freshly simulated two-colour movie (new random seed) with its ground truth."""
+    from napari_kinetochores.simulate import SimulationParams
+
+    seed = int(np.random.default_rng().integers(0, 2**31 - 1))
+    params = SimulationParams(n_frames=5, shape_zyx=(32, 128, 128), n_pairs=20, n_clutter=1)
+    return _simulated_layers(params, seed=seed, label=f"simulated (seed {seed})")
+
+
+def _sample_like_params():
+    from napari_kinetochores.simulate import SNR_LEVELS, SimulationParams
+
+    return SimulationParams(
+        n_frames=4,
+        shape_zyx=(26, 88, 88),
+        n_pairs=14,
+        snr=SNR_LEVELS["moderate"],
+        plate_tilt_deg=45.0,
+        oscillation_amplitude_um=0.3,
+        oscillation_period_frames=8.0,
+        n_clutter=1,
+    )
+
+
+def _simulated_layers(params: Any, seed: int, label: str) -> list[LayerDataTuple]:
+    from napari_kinetochores.io import volume_from_array
+    from napari_kinetochores.simulate import simulate_movie
+
+    movie = simulate_movie(params, seed=seed)
+    volume = volume_from_array(movie.image, params.voxel_size_um, ["EGFP", "mCherry"])
+    layers = volume_layers(volume)
+    for _, kwargs, _ in layers:
+        kwargs["metadata"][META_KEY]["simulation_seed"] = seed
+    layers.append(points_layer(movie.points, params.voxel_size_um, f"ground truth ({label})", True))
+    return layers

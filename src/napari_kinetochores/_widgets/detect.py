@@ -1,0 +1,390 @@
+"""Detect kinetochores: the library's frame-by-frame detection in a napari worker.
+
+The widget builds a :class:`~napari_kinetochores.detection.DetectionOptions`
+and runs :func:`~napari_kinetochores.detection.iter_detections`, the same
+pipeline as ``kinetochores detect``, in a thread worker. Each finished frame
+replaces that frame's points in the output Points layer (never stacking
+duplicates), which has the image's scale so the points sit on the spots.
+Cancel stops after the current frame and keeps the frames already done.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    LineEdit,
+    PushButton,
+    SpinBox,
+)
+from napari.qt.threading import thread_worker
+from napari.utils import progress
+
+from napari_kinetochores._napari_io import DETECTION_CHANNEL_COLOURS, POINT_SIZE, channel_colours
+from napari_kinetochores._widgets._common import (
+    KinetochoreWidget,
+    show_info,
+    show_warning,
+    voxel_size_spinboxes,
+)
+from napari_kinetochores._widgets._layers import (
+    check_same_scale,
+    image_voxel_size,
+    layers_to_volume,
+    n_frames,
+    points_to_table,
+    require_layer,
+    set_points,
+)
+from napari_kinetochores._widgets._models import FROM_FILE, model_choices, registry
+from napari_kinetochores.detection import DetectionOptions, iter_detections
+from napari_kinetochores.errors import InputError
+
+FRAME_CHOICES = ("current", "range", "all")
+
+
+@thread_worker
+def detection_worker(
+    volume: Any,
+    options: DetectionOptions,
+    frames: list[int],
+    cancel: threading.Event,
+    with_probability: bool,
+) -> Iterator[tuple[int, pd.DataFrame, np.ndarray | None]]:
+    """Yield (t, detections, probability or None) per frame; return the error, if any.
+
+    Errors are returned, not raised, so the widget shows one clear
+    notification and keeps every frame already done.
+    """
+    predictions: dict[int, np.ndarray] = {}
+
+    def keep(t: int, prediction: np.ndarray) -> None:
+        predictions[t] = prediction[0]
+
+    try:
+        for t, table in iter_detections(
+            volume,
+            options,
+            frames,
+            cancelled=cancel.is_set,
+            on_prediction=keep if with_probability else None,
+        ):
+            yield t, table, predictions.pop(t, None)
+    except Exception as error:  # reported by the widget as a notification
+        return error
+    return None
+
+
+class DetectWidget(KinetochoreWidget):
+    """Detect kinetochores in an image layer, frame by frame, with progress and Cancel.
+
+    Parameters
+    ----------
+    napari_viewer
+        The viewer holding the image layers.
+    """
+
+    def __init__(self, napari_viewer: Any) -> None:
+        super().__init__(napari_viewer)
+        self.image = self.layer_combo("EGFP image", "image")
+        self.second = self.layer_combo("mCherry image", "image", nullable=True)
+        self.voxel = voxel_size_spinboxes()
+        self.method = ComboBox(label="method", choices=["unet", "classical"], value="unet")
+        self.model = ComboBox(label="model", choices=lambda _w: model_choices())
+        self.model_file = FileEdit(
+            label="model file", mode="r", filter="*.pt", nullable=True, visible=False
+        )
+        self.threshold = FloatSpinBox(
+            label="threshold (0: default)",
+            value=0.0,
+            min=0.0,
+            max=1000.0,
+            step=0.05,
+            tooltip="UNet: probability; classical: noise sigmas. 0 takes the model's default",
+        )
+        self.min_distance = FloatSpinBox(
+            label="min. distance µm (0: default)", value=0.0, min=0.0, max=10.0, step=0.05
+        )
+        self.frames = ComboBox(label="frames", choices=list(FRAME_CHOICES), value="all")
+        self.first = SpinBox(label="first frame", min=0, max=0, visible=False)
+        self.last = SpinBox(label="last frame", min=0, max=0, visible=False)
+        self.all_channels = CheckBox(text="also report the mCherry spots", value=False)
+        self.probability = CheckBox(text="show the probability map (UNet)", value=False)
+        self.output = LineEdit(label="points layer", value="detections")
+        self.run_button = PushButton(text="Detect")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        buttons = Container(widgets=[self.run_button, self.cancel_button], layout="horizontal")
+        buttons.margins = (0, 0, 0, 0)
+        self.form.extend(
+            [
+                self.image,
+                self.second,
+                *self.voxel,
+                self.method,
+                self.model,
+                self.model_file,
+                self.threshold,
+                self.min_distance,
+                self.frames,
+                self.first,
+                self.last,
+                self.all_channels,
+                self.probability,
+                self.output,
+                buttons,
+            ]
+        )
+        self.worker: Any = None
+        self._cancel = threading.Event()
+        self._progress: Any = None
+        self._done: list[int] = []
+        self._total = 0
+        self._points: Any = None
+        self._probability: dict[int, np.ndarray] = {}
+        self._probability_layer: Any = None
+        self._error: BaseException | None = None
+
+        self.image.changed.connect(self._image_changed)
+        self.method.changed.connect(self._method_changed)
+        self.model.changed.connect(self._method_changed)
+        self.frames.changed.connect(self._frames_changed)
+        self.run_button.changed.connect(self.guarded("Detection", self.start))
+        self.cancel_button.changed.connect(self.cancel)
+        registry.changed.connect(self._models_changed)
+        self._image_changed()
+        self._method_changed()
+
+    # ------------------------------------------------------------------ form
+
+    def _models_changed(self) -> None:
+        try:
+            self.model.reset_choices()
+        except RuntimeError:  # widget closed
+            registry.changed.disconnect(self._models_changed)
+
+    def _image_changed(self, *_: Any) -> None:
+        layer = self.image.value
+        if layer is None:
+            return
+        try:
+            voxel = image_voxel_size(layer)
+        except InputError as error:
+            self.set_status(str(error))
+            return
+        for box, value in zip(self.voxel, voxel, strict=True):
+            box.value = value
+        last = n_frames(layer) - 1
+        self.first.max = self.last.max = last
+        self.last.value = last
+        self.set_status("")
+
+    def _method_changed(self, *_: Any) -> None:
+        unet = self.method.value == "unet"
+        self.model.visible = unet
+        self.model_file.visible = unet and self.model.value == FROM_FILE
+        self.probability.visible = unet
+
+    def _frames_changed(self, *_: Any) -> None:
+        ranged = self.frames.value == "range"
+        self.first.visible = self.last.visible = ranged
+
+    def selected_frames(self, count: int) -> list[int]:
+        """The frames to process, from the "frames" choice."""
+        if self.frames.value == "all":
+            return list(range(count))
+        if self.frames.value == "current":
+            step = self.viewer.dims.current_step[0] if count > 1 else 0
+            return [int(min(max(step, 0), count - 1))]
+        first, last = int(self.first.value), int(self.last.value)
+        if last < first:
+            raise InputError(f"the last frame ({last}) comes before the first ({first})")
+        return list(range(first, min(last, count - 1) + 1))
+
+    def options(self) -> DetectionOptions:
+        """The detection options chosen in the form (checks the model file exists)."""
+        model = None
+        if self.method.value == "unet":
+            from napari_kinetochores.nn.checkpoint import bundled_model_path
+
+            model = self.model.value
+            if model == FROM_FILE:
+                if self.model_file.value is None:
+                    raise InputError("choose a model file (.pt)")
+                model = str(self.model_file.value)
+            bundled_model_path(model)  # a clear error now for a missing model
+        return DetectionOptions(
+            method=self.method.value,
+            channel=0,
+            threshold=float(self.threshold.value) or None,
+            min_distance_um=float(self.min_distance.value) or None,
+            model=model,
+            all_channels=bool(self.all_channels.value),
+        )
+
+    # ------------------------------------------------------------------ running
+
+    @property
+    def running(self) -> bool:
+        """True while a detection worker runs."""
+        return self.worker is not None
+
+    def start(self) -> None:
+        """Check the inputs and start detecting in a worker."""
+        if self.running:
+            show_warning("Detection is already running; cancel it first")
+            return
+        image = require_layer(self.image.value, "image", "detection")
+        voxel = tuple(box.value for box in self.voxel)
+        if not np.allclose(voxel, image_voxel_size(image), rtol=1e-4):
+            show_warning(
+                f"the voxel size {voxel} µm differs from the scale of {image.name!r}; "
+                "detection uses the voxel size, the points use the layer's scale"
+            )
+        second = self.second.value
+        if second is not None and second is image:
+            raise InputError("choose two different layers for EGFP and mCherry")
+        volume = layers_to_volume(image, second, voxel)
+        options = self.options()
+        frames = self.selected_frames(volume.n_frames)
+        self._points = self._output_layer(image)
+        self._prepare_probability(image, options)
+        self._cancel.clear()
+        self._done, self._total, self._error = [], len(frames), None
+        self._progress = progress(total=len(frames), desc="Detecting kinetochores")
+        self.worker = detection_worker(
+            volume, options, frames, self._cancel, bool(self._probability_layer is not None)
+        )
+        self.worker.yielded.connect(self._on_frame)
+        self.worker.returned.connect(self._on_returned)
+        self.worker.finished.connect(self._on_finished)
+        self.run_button.enabled = False
+        self.cancel_button.enabled = True
+        self.set_status(f"detecting in {len(frames)} frame(s)…")
+        self.worker.start()
+
+    def cancel(self, *_: Any) -> None:
+        """Stop after the current frame; the frames already done are kept."""
+        if self.worker is not None:
+            self._cancel.set()
+            self.worker.quit()
+            self.set_status("cancelling after the current frame…")
+
+    def _output_layer(self, image: Any) -> Any:
+        name = self.output.value.strip() or "detections"
+        layer = self.layer_named(name)
+        if layer is not None:
+            require_layer(layer, "points", f"the output layer {name!r}")
+            if layer.ndim != image.ndim:
+                raise InputError(
+                    f"the output layer {name!r} has {layer.ndim} dimensions but the image "
+                    f"{image.ndim}; choose another output name"
+                )
+            check_same_scale(layer, image)
+            return layer
+        return self.viewer.add_points(
+            np.zeros((0, image.ndim)),
+            ndim=image.ndim,
+            name=name,
+            scale=image.scale,
+            translate=image.translate,
+            size=POINT_SIZE,
+            face_color="yellow",
+            border_width=0.0,
+            features=pd.DataFrame(
+                {
+                    "channel": pd.Series(dtype=int),
+                    "score": pd.Series(dtype=float),
+                    "status": pd.Series(dtype=object),
+                }
+            ),
+        )
+
+    def _prepare_probability(self, image: Any, options: DetectionOptions) -> None:
+        self._probability = {}
+        self._probability_layer = None
+        if options.method != "unet" or not self.probability.value:
+            return
+        name = f"{self.output.value.strip() or 'detections'} probability"
+        layer = self.layer_named(name)
+        if layer is not None and layer.__class__.__name__ == "Image":
+            self._probability_layer = layer
+        else:
+            import dask.array as da
+
+            self._probability_layer = self.viewer.add_image(
+                da.zeros(image.data.shape, dtype=np.float32, chunks=image.data.shape[-3:]),
+                name=name,
+                scale=image.scale,
+                translate=image.translate,
+                colormap="inferno",
+                blending="additive",
+                contrast_limits=(0.0, 1.0),
+                opacity=0.6,
+            )
+        self._image_shape = tuple(image.data.shape)
+
+    def _on_frame(self, item: tuple[int, pd.DataFrame, np.ndarray | None]) -> None:
+        t, table, prediction = item
+        layer = self._points
+        current = points_to_table(layer)
+        keep = np.round(current["t"].to_numpy(float)).astype(int) != t
+        merged = pd.concat([current[keep], table], ignore_index=True)
+        merged = merged.sort_values("t", kind="stable").reset_index(drop=True)
+        set_points(layer, merged)
+        if "channel" in merged and merged["channel"].nunique() > 1:
+            layer.face_color = channel_colours(merged["channel"], DETECTION_CHANNEL_COLOURS)
+        if prediction is not None and self._probability_layer is not None:
+            self._probability[t] = prediction
+            self._update_probability()
+        self._done.append(t)
+        if self._progress is not None:
+            self._progress.update(1)
+        self.set_status(f"frame {t}: {len(table)} detections ({len(self._done)}/{self._total})")
+
+    def _update_probability(self) -> None:
+        import dask.array as da
+
+        shape = self._image_shape
+        if len(shape) == 3:
+            self._probability_layer.data = next(iter(self._probability.values()))
+            return
+        frames = [
+            da.from_array(self._probability[t])
+            if t in self._probability
+            else da.zeros(shape[1:], dtype=np.float32)
+            for t in range(shape[0])
+        ]
+        self._probability_layer.data = da.stack(frames)
+
+    def _on_returned(self, error: BaseException | None) -> None:
+        self._error = error
+
+    def _on_finished(self) -> None:
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None
+        self.worker = None
+        self.run_button.enabled = True
+        self.cancel_button.enabled = False
+        n_points = len(self._points.data) if self._points is not None else 0
+        if self._error is not None:
+            self.fail(self._error, "Detection")
+            return
+        if self._cancel.is_set() and len(self._done) < self._total:
+            message = (
+                f"detection cancelled after {len(self._done)} of {self._total} frame(s); "
+                "the frames done are kept"
+            )
+        else:
+            message = f"detection done: {n_points} points in layer {self._points.name!r}"
+        self.set_status(message)
+        show_info(message)

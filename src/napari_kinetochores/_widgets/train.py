@@ -1,0 +1,301 @@
+"""Train / fine-tune: train the UNet on image and points layers, in a worker.
+
+The widget builds a :class:`~napari_kinetochores.nn.training.TrainConfig`
+(from an optional YAML base config, then the form) and calls
+:func:`napari_kinetochores.nn.training.train` with the layers as in-memory
+samples. Each epoch updates a progress bar and a live plot of the training
+loss and the validation F1. Cancel stops at the next step; the best
+checkpoint so far is kept. The new model becomes selectable in the Detect
+widget.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, FileEdit, PushButton, SpinBox
+from napari.qt.threading import thread_worker
+from napari.utils import progress
+from qtpy.QtCore import QObject, Signal
+
+from napari_kinetochores._widgets._common import (
+    KinetochoreWidget,
+    PlotCanvas,
+    show_info,
+    show_warning,
+)
+from napari_kinetochores._widgets._layers import (
+    check_same_scale,
+    image_voxel_size,
+    points_to_table,
+    require_layer,
+)
+from napari_kinetochores._widgets._models import FROM_FILE, model_choices, registry
+from napari_kinetochores.errors import InputError
+
+NEW_MODEL = "new model"
+LOSSES = (("GaussianDice", "gaussian_dice"), ("distance", "distance"))
+
+
+class _EpochRelay(QObject):
+    """Carries epoch rows from the training thread to the GUI thread."""
+
+    epoch = Signal(object)
+
+
+@thread_worker
+def training_worker(config: Any, samples: list, cancel: threading.Event, relay: _EpochRelay):
+    """Run :func:`~napari_kinetochores.nn.training.train`; return its result or the error."""
+    from napari_kinetochores.nn.checkpoint import bundled_model_path, load_checkpoint
+    from napari_kinetochores.nn.training import train
+
+    try:
+        if config.init_from:
+            loaded = load_checkpoint(bundled_model_path(config.init_from))
+            wanted = "distance" if loaded.config.target == "distance" else "gaussian"
+            chosen = "distance" if config.loss == "distance" else "gaussian"
+            if wanted != chosen:
+                raise InputError(
+                    f"the starting model predicts a {wanted} target; choose the "
+                    f"{'distance' if wanted == 'distance' else 'GaussianDice'} loss"
+                )
+        arrays = [(np.asarray(image), points, voxel) for image, points, voxel in samples]
+        return train(
+            config,
+            progress=False,
+            cancelled=cancel.is_set,
+            on_epoch=relay.epoch.emit,
+            samples=arrays,
+        )
+    except Exception as error:  # reported by the widget as a notification
+        return error
+
+
+class TrainWidget(KinetochoreWidget):
+    """Train or fine-tune the detector on an image layer and its corrected points.
+
+    Parameters
+    ----------
+    napari_viewer
+        The viewer holding the training layers.
+    """
+
+    def __init__(self, napari_viewer: Any) -> None:
+        super().__init__(napari_viewer)
+        self.image = self.layer_combo("EGFP image", "image")
+        self.second = self.layer_combo("mCherry image", "image", nullable=True)
+        self.points = self.layer_combo("labels (points)", "points")
+        self.start_model = ComboBox(
+            label="start from",
+            choices=lambda _w: [(NEW_MODEL, NEW_MODEL), *model_choices()],
+            tooltip="fine-tune a bundled or trained model, or train a new one",
+        )
+        self.model_file = FileEdit(
+            label="model file", mode="r", filter="*.pt", nullable=True, visible=False
+        )
+        self.loss = ComboBox(label="loss", choices=list(LOSSES), value="gaussian_dice")
+        self.temporal_window = ComboBox(
+            label="temporal window",
+            choices=[1, 3, 5],
+            value=1,
+            tooltip="frames read per prediction (new models; a fine-tuned model keeps its own)",
+        )
+        self.epochs = SpinBox(label="epochs", value=10, min=1, max=10_000)
+        self.steps = SpinBox(label="steps per epoch", value=50, min=1, max=100_000)
+        self.base_config = FileEdit(
+            label="base config (optional)", mode="r", filter="*.yaml *.yml", nullable=True
+        )
+        self.output = FileEdit(
+            label="output folder",
+            mode="d",
+            value=Path.home() / "napari-kinetochores" / "models" / time.strftime("run-%Y%m%d-%H%M"),
+        )
+        self.train_button = PushButton(text="Train")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        buttons = Container(widgets=[self.train_button, self.cancel_button], layout="horizontal")
+        buttons.margins = (0, 0, 0, 0)
+        self.form.extend(
+            [
+                self.image,
+                self.second,
+                self.points,
+                self.start_model,
+                self.model_file,
+                self.loss,
+                self.temporal_window,
+                self.epochs,
+                self.steps,
+                self.base_config,
+                self.output,
+                buttons,
+            ]
+        )
+        self.plot = PlotCanvas()
+        self.layout().addWidget(self.plot.canvas)
+        self.worker: Any = None
+        self.history: list[dict] = []
+        self.result: Any = None
+        self._cancel = threading.Event()
+        self._relay = _EpochRelay()
+        self._relay.epoch.connect(self._on_epoch)
+        self._progress: Any = None
+        self.start_model.changed.connect(self._model_changed)
+        self.train_button.changed.connect(self.guarded("Training", self.start))
+        self.cancel_button.changed.connect(self.cancel)
+        registry.changed.connect(self._models_changed)
+        self._model_changed()
+
+    def _models_changed(self) -> None:
+        try:
+            self.start_model.reset_choices()
+        except RuntimeError:  # widget closed
+            registry.changed.disconnect(self._models_changed)
+
+    def _model_changed(self, *_: Any) -> None:
+        new = self.start_model.value == NEW_MODEL
+        self.model_file.visible = self.start_model.value == FROM_FILE
+        self.temporal_window.enabled = new
+
+    @property
+    def running(self) -> bool:
+        """True while a training worker runs."""
+        return self.worker is not None
+
+    # ------------------------------------------------------------------ config
+
+    def build_config(self) -> Any:
+        """The training config from the base config (if any) and the form."""
+        import yaml
+
+        from napari_kinetochores.nn.training import config_from_dict
+
+        values: dict = {}
+        if self.base_config.value is not None and str(self.base_config.value).strip():
+            path = Path(self.base_config.value)
+            if not path.is_file():
+                raise InputError("config file not found", path)
+            values = yaml.safe_load(path.read_text()) or {}
+        values.pop("data", None)  # the layers are the data
+        config = config_from_dict(values)
+        config.epochs = int(self.epochs.value)
+        config.steps_per_epoch = int(self.steps.value)
+        config.output_dir = str(self.output.value)
+        config.loss = self.loss.value
+        config.time_limit_min = None
+        choice = self.start_model.value
+        if choice == NEW_MODEL:
+            config.init_from = None
+            config.model.target = "distance" if self.loss.value == "distance" else "gaussian"
+            config.model.temporal_window = int(self.temporal_window.value)
+            config.model.image_channels = [0, 1] if self.second.value is not None else [0]
+            config.model.validate()
+        elif choice == FROM_FILE:
+            if self.model_file.value is None:
+                raise InputError("choose the model file (.pt) to start from")
+            config.init_from = str(self.model_file.value)
+        else:
+            config.init_from = choice
+        if config.init_from is not None:
+            from napari_kinetochores.nn.checkpoint import bundled_model_path
+
+            bundled_model_path(config.init_from)  # a clear error now for a missing model
+        return config
+
+    def samples(self) -> list[tuple[Any, Any, tuple[float, float, float]]]:
+        """The training data from the layers: [(image TCZYX, points table, voxel size)]."""
+        from napari_kinetochores._widgets._layers import layers_to_volume
+
+        image = require_layer(self.image.value, "image", "training")
+        points = require_layer(self.points.value, "points", "the training labels")
+        voxel = image_voxel_size(image)
+        check_same_scale(image, points)
+        volume = layers_to_volume(image, self.second.value)
+        table = points_to_table(points, voxel)
+        if "status" in table.columns:
+            table = table[table["status"].astype(str) != "deleted"]
+        if len(table) == 0:
+            raise InputError(f"the points layer {points.name!r} holds no labels to train on")
+        return [(volume.data, table.reset_index(drop=True), voxel)]
+
+    # ------------------------------------------------------------------ running
+
+    def start(self) -> None:
+        """Check the inputs and start training in a worker."""
+        if self.running:
+            show_warning("Training is already running; cancel it first")
+            return
+        samples = self.samples()
+        config = self.build_config()
+        config.voxel_size_um = list(samples[0][2])
+        self.history, self.result = [], None
+        self._cancel.clear()
+        self._progress = progress(total=config.epochs, desc="Training")
+        self.worker = training_worker(config, samples, self._cancel, self._relay)
+        self.worker.returned.connect(self._on_returned)
+        self.worker.finished.connect(self._on_finished)
+        self.train_button.enabled = False
+        self.cancel_button.enabled = True
+        self._draw()
+        self.set_status(f"training for {config.epochs} epoch(s) into {config.output_dir}…")
+        self.worker.start()
+
+    def cancel(self, *_: Any) -> None:
+        """Stop at the next step; the epoch is validated and the best checkpoint kept."""
+        if self.worker is not None:
+            self._cancel.set()
+            self.set_status("cancelling: finishing the epoch and keeping the best checkpoint…")
+
+    def _on_epoch(self, row: dict) -> None:
+        self.history.append(dict(row))
+        if self._progress is not None:
+            self._progress.update(1)
+        self.set_status(
+            f"epoch {row['epoch']}: loss {row['loss']:.4f}, validation F1 {row['val_f1']:.3f}"
+        )
+        self._draw()
+
+    def _draw(self) -> None:
+        ax = self.plot.axes("training loss", "epoch")
+        epochs = [row["epoch"] for row in self.history]
+        if epochs:
+            ax.plot(epochs, [row["loss"] for row in self.history], "o-", color="#40a0ff")
+        twin = ax.twinx()
+        self.plot.style(twin, "validation F1")
+        if epochs:
+            twin.plot(epochs, [row["val_f1"] for row in self.history], "s-", color="#2ecc40")
+        twin.set_ylim(0, 1.05)
+        self.plot.draw()
+
+    def _on_returned(self, result: Any) -> None:
+        self.result = result
+
+    def _on_finished(self) -> None:
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None
+        self.worker = None
+        self.train_button.enabled = True
+        self.cancel_button.enabled = False
+        result = self.result
+        if isinstance(result, BaseException):
+            if self._cancel.is_set() and "before the first epoch" in str(result):
+                message = "training cancelled before the first epoch ended; no model was saved"
+                self.set_status(message)
+                show_warning(message)
+            else:
+                self.fail(result, "Training")
+            return
+        if result is None:
+            return
+        label = registry.add(result.best_checkpoint)
+        how = "cancelled; kept" if self._cancel.is_set() else "done; saved"
+        message = (
+            f"training {how} the best model {result.best_checkpoint} (validation F1 "
+            f"{result.best_f1:.3f}); choose '{label}' in Detect kinetochores"
+        )
+        self.set_status(message)
+        show_info(message)
