@@ -19,6 +19,7 @@ from napari_kinetochores.io.points import (
     UM_COLUMNS,
     points_frame,
     read_points,
+    write_csv,
     write_points,
 )
 from napari_kinetochores.io.volumes import (
@@ -47,6 +48,7 @@ __all__ = [
     "to_tczyx",
     "validate_voxel_size",
     "volume_from_array",
+    "write_csv",
     "write_points",
     "write_tiff",
     "write_zarr",

@@ -46,6 +46,7 @@ __all__ = [
     "UM_COLUMNS",
     "points_frame",
     "read_points",
+    "write_csv",
     "write_points",
 ]
 
@@ -309,8 +310,9 @@ def read_points(
         Float columns ``t, z, y, x`` (voxels) and ``z_um, y_um, x_um`` (µm),
         then the optional schema columns present (``pair_id``/``track_id`` as
         int, -1 where missing), then the file's other columns. A header-only
-        file gives zero rows. ``df.attrs`` holds ``"layout"`` and, when known,
-        ``"voxel_size_um"``.
+        file gives zero rows. ``df.attrs`` holds ``"layout"``, ``"has_time"``
+        (False when the file has no time column and ``t`` was set to 0) and,
+        when known, ``"voxel_size_um"``.
 
     Raises
     ------
@@ -413,6 +415,7 @@ def read_points(
 
     out = _order(out)
     out.attrs["layout"] = layout.name
+    out.attrs["has_time"] = "t" in m  # False: t was filled with 0 (no time column)
     if voxel is not None:
         out.attrs["voxel_size_um"] = voxel
     return out
@@ -477,6 +480,40 @@ def write_points(path: str | Path, points: pd.DataFrame, voxel_size_um: Sequence
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
     try:
         df.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_csv(path: str | Path, table: pd.DataFrame, *, index: bool = False) -> Path:
+    """Write any table as CSV atomically: a temporary file in the same folder, then a rename.
+
+    An existing file is never left half-written, even if writing fails.
+
+    Parameters
+    ----------
+    path
+        Output CSV file.
+    table
+        The table.
+    index
+        Also write the index.
+
+    Returns
+    -------
+    Path
+        The file written.
+
+    Examples
+    --------
+    >>> write_csv("plates.csv", pd.DataFrame({"t": [0, 1]}))  # doctest: +SKIP
+    """
+    path = Path(path)
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        table.to_csv(tmp, index=index)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
