@@ -96,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--output-dir", type=Path, help="overrides the config's output folder")
     tr.add_argument("--resume", type=Path, help="checkpoint to resume from")
     tr.add_argument("--device", choices=("cuda", "mps", "cpu"))
+    _add_pair_track_measure_parsers(sub)
     return parser
 
 
@@ -215,7 +216,149 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_pair_track_measure_parsers(sub) -> None:
+    """Sub-commands ``pair``, ``track`` and ``measure`` (sister pairs, tracks, measurements)."""
+    pa = sub.add_parser("pair", help="pair sister kinetochores: adds pair_id (-1: unpaired)")
+    pa.add_argument("points", type=Path, help="point CSV (rows in any order)")
+    pa.add_argument("-o", "--output", type=Path, required=True, help="point CSV to write")
+    _voxel_size_arg(pa, required=True)
+    _pairing_args(pa)
+    pa.add_argument(
+        "--per-frame", action="store_true",
+        help="pair each frame on its own even when the table has track_id",
+    )
+
+    tk = sub.add_parser("track", help="link kinetochores over time: adds track_id, keeps pair_id")
+    tk.add_argument("points", type=Path, help="point CSV with a t column (rows in any order)")
+    tk.add_argument("-o", "--output", type=Path, required=True, help="point CSV to write")
+    _voxel_size_arg(tk, required=True)
+    tk.add_argument("--channel", type=int, default=0, help="kinetochore channel; -1: all rows")
+    tk.add_argument("--max-distance-um", type=float, default=0.5,
+                    help="largest frame-to-frame displacement after drift correction (µm)")
+    tk.add_argument("--gap-distance-um", type=float, default=0.7,
+                    help="largest displacement bridged by gap closing (µm)")
+    tk.add_argument("--max-gap-frames", type=int, default=2,
+                    help="most consecutive missed frames bridged (0: no gap closing)")
+    tk.add_argument("--no-drift-correction", action="store_true",
+                    help="do not remove the common (plate) motion before linking")
+    tk.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    me = sub.add_parser("measure", help="measurements per kinetochore and frame (K-K, plate, delta)")
+    me.add_argument("points", type=Path, help="point CSV (pair_id/track_id used when present)")
+    me.add_argument("-o", "--output", type=Path, required=True, help="measurements CSV to write")
+    _voxel_size_arg(me, required=True)
+    me.add_argument("--mcherry", type=Path,
+                    help="mCherry spots CSV; default: rows of --mcherry-channel in POINTS")
+    me.add_argument("--mcherry-channel", type=int, default=1)
+    me.add_argument("--delta-cutoff-um", type=float, default=0.25,
+                    help="EGFP-mCherry matching cutoff after chromatic correction (µm)")
+    me.add_argument("--chromatic-shift-nm", nargs=3, type=float, metavar=("Z", "Y", "X"),
+                    help="known chromatic shift mCherry - EGFP (nm); default: median offset")
+    me.add_argument("--track", action="store_true", help="track first when there is no track_id")
+    me.add_argument("--plates", type=Path, help="also write the per-frame plate fits to this CSV")
+    _pairing_args(me)
+
+
+def _pairing_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--channel", type=int, default=0, help="kinetochore channel; -1: all rows")
+    parser.add_argument("--min-distance-um", type=float, default=0.4, help="pairing window start (µm)")
+    parser.add_argument("--max-distance-um", type=float, default=1.5, help="pairing window end (µm)")
+    parser.add_argument("--expected-distance-um", type=float, default=0.95,
+                        help="typical sister distance (µm)")
+    parser.add_argument("--no-plate", action="store_true", help="ignore the plate angle in pairing")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _pairing_params(args: argparse.Namespace):
+    from napari_kinetochores.pairing import PairingParams
+
+    return PairingParams(
+        min_distance_um=args.min_distance_um, max_distance_um=args.max_distance_um,
+        expected_distance_um=args.expected_distance_um, use_plate=not args.no_plate,
+    )
+
+
+def cmd_pair(args: argparse.Namespace) -> int:
+    from napari_kinetochores.io import read_points, write_points
+    from napari_kinetochores.pairing import pair_table
+
+    voxel = tuple(args.voxel_size)
+    points = read_points(args.points, voxel_size_um=voxel)
+    if "pair_id" in points.columns:
+        points = points.drop(columns=[c for c in ("pair_id", "pair_reason", "pair_cost") if c in points])
+    out = pair_table(
+        points, voxel, params=_pairing_params(args), channel=None if args.channel < 0 else args.channel,
+        use_tracks=not args.per_frame, progress=not args.quiet,
+    )
+    write_points(args.output, out, voxel)
+    kin = out[out["pair_reason"] != "not the kinetochore channel"]
+    n_pairs = int(kin.loc[kin["pair_id"] >= 0, "pair_id"].nunique())
+    reasons = kin.loc[kin["pair_id"] < 0, "pair_reason"].value_counts()
+    detail = ", ".join(f"{k}: {v}" for k, v in reasons.items()) or "none"
+    print(f"wrote {args.output}: {n_pairs} sister pairs; unpaired kinetochore rows: {detail}")
+    return 0
+
+
+def cmd_track(args: argparse.Namespace) -> int:
+    from napari_kinetochores.io import read_points, write_points
+    from napari_kinetochores.tracking import TrackingParams, track_table
+
+    voxel = tuple(args.voxel_size)
+    points = read_points(args.points, voxel_size_um=voxel)
+    if points.attrs.get("has_time") is False:
+        raise InputError(
+            "no time column (t, or an Arivis/napari time axis): tracking links points over time "
+            "and needs the frame of every point", args.points,
+        )
+    params = TrackingParams(
+        max_distance_um=args.max_distance_um, gap_closing_distance_um=args.gap_distance_um,
+        max_gap_frames=args.max_gap_frames, drift_correction=not args.no_drift_correction,
+    )
+    out = track_table(points, voxel, params=params, channel=None if args.channel < 0 else args.channel)
+    write_points(args.output, out, voxel)
+    n_tracks = int(out.loc[out["track_id"] >= 0, "track_id"].nunique())
+    print(f"wrote {args.output}: {n_tracks} tracks over {points['t'].nunique()} frame(s)")
+    return 0
+
+
+def cmd_measure(args: argparse.Namespace) -> int:
+    from napari_kinetochores.io import read_points
+    from napari_kinetochores.measurements import measure_table, write_measurements
+    from napari_kinetochores.tracking import track_table
+
+    voxel = tuple(args.voxel_size)
+    points = read_points(args.points, voxel_size_um=voxel)
+    channel = None if args.channel < 0 else args.channel
+    mcherry = None if args.mcherry is None else read_points(args.mcherry, voxel_size_um=voxel)
+    if args.track and "track_id" not in points.columns:
+        if points.attrs.get("has_time") is False:
+            raise InputError("--track: the table has no time column (t)", args.points)
+        points = track_table(points, voxel, channel=channel)
+    table = measure_table(
+        points, voxel, mcherry=mcherry, channel=channel, mcherry_channel=args.mcherry_channel,
+        pairing=_pairing_params(args), delta_cutoff_um=args.delta_cutoff_um,
+        chromatic_shift_nm=args.chromatic_shift_nm, progress=not args.quiet,
+    )
+    write_measurements(args.output, table, voxel)
+    if args.plates is not None:
+        from napari_kinetochores.io import write_csv
+
+        write_csv(args.plates, table.attrs["plates"])
+    kk = table["kk_distance_um"].dropna()
+    line = f"wrote {args.output}: {len(table)} kinetochore rows"
+    if len(kk):
+        line += f", K-K distance median {kk.median():.3f} µm"
+    if "delta_nm" in table.columns and table["delta_nm"].notna().any():
+        shift = table.attrs.get("chromatic_shift_nm")
+        line += f", delta median {table['delta_nm'].median():.1f} nm"
+        if shift is not None:
+            line += " (chromatic shift " + ", ".join(f"{s:.1f}" for s in shift) + " nm removed)"
+    print(line)
+    return 0
+
+
 COMMANDS = {"simulate": cmd_simulate, "detect": cmd_detect, "evaluate": cmd_evaluate, "train": cmd_train}
+COMMANDS.update({"pair": cmd_pair, "track": cmd_track, "measure": cmd_measure})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
