@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from napari_kinetochores.errors import InputError
 from napari_kinetochores.nn.model import ModelConfig, build_model
 
@@ -30,7 +32,7 @@ class ModelInfo:
     percentiles: tuple[float, float] = (1.0, 99.8)
     threshold: float = 0.5
     min_distance_um: float = 0.3
-    heatmap_sigma_um: float = 0.1
+    heatmap_sigma_um: float | tuple[float, float, float] = 0.1
     distance_clip_um: float = 1.0
     tile_shape: tuple[int, int, int] = (32, 128, 128)
     training: dict = field(default_factory=dict)
@@ -60,7 +62,7 @@ def save_checkpoint(
             "percentiles": list(info.percentiles),
             "threshold": float(info.threshold),
             "min_distance_um": float(info.min_distance_um),
-            "heatmap_sigma_um": float(info.heatmap_sigma_um),
+            "heatmap_sigma_um": list(np.broadcast_to(np.asarray(info.heatmap_sigma_um, float), (3,)).tolist()),
             "distance_clip_um": float(info.distance_clip_um),
             "tile_shape": list(info.tile_shape),
             "training": info.training,
@@ -114,7 +116,7 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> LoadedModel:
         percentiles=tuple(raw_info.get("percentiles", (1.0, 99.8))),
         threshold=float(raw_info.get("threshold", 0.5)),
         min_distance_um=float(raw_info.get("min_distance_um", 0.3)),
-        heatmap_sigma_um=float(raw_info.get("heatmap_sigma_um", 0.1)),
+        heatmap_sigma_um=tuple(np.broadcast_to(np.asarray(raw_info.get("heatmap_sigma_um", 0.1), float), (3,)).tolist()),
         distance_clip_um=float(raw_info.get("distance_clip_um", 1.0)),
         tile_shape=tuple(raw_info.get("tile_shape", (32, 128, 128))),
         training=dict(raw_info.get("training", {})),
