@@ -73,7 +73,7 @@ class TrainConfig:
 
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: str = "gaussian_dice"
-    heatmap_sigma_um: float = 0.1
+    heatmap_sigma_um: float | list[float] = 0.1
     distance_clip_um: float = 1.0
     kernel_schedule: list[list[float]] = field(default_factory=lambda: [[0, 5, 1.0], [10, 3, 0.7]])
     kernel_continuous: bool = False
