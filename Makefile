@@ -1,7 +1,8 @@
 # Set-up and main jobs of napari-kinetochores. See README.md.
 #   make demo   create .venv, install, run the sample pipeline (napari, or headless + screenshot)
 #   make test   create .venv, install with test extras + headless-Qt system packages, run pytest
-#   make bench  run the benchmark scripts (quick set)
+#   make bench  run the benchmark scripts (quick set; `make bench BENCH_ARGS=--full` runs the whole grid)
+#   make bench-peers  create .venv-peers (Spotiflow, Big-FISH, trackpy, scikit-image), train Spotiflow, run the peer benchmark
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -14,7 +15,7 @@ SYSTEM_PACKAGES := xvfb xauth libgl1-mesa-dri libegl1 libgl1 libglib2.0-0 libfon
 	libxkbcommon-x11-0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0 \
 	libxcb-render-util0 libxcb-xinerama0 libxcb-xfixes0 libxcb-shape0 libxcb-cursor0 libxcb-xkb1
 
-.PHONY: demo test bench lint format install system-deps clean
+.PHONY: demo test bench bench-peers peers-env lint format install system-deps clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -50,7 +51,33 @@ demo: install system-deps
 	fi
 
 bench: install
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
+
+# The peer detectors live in their own environment: Spotiflow imports torchvision,
+# which the project's CPU torch 2.13 cannot import. This env takes the registry's
+# standard torch build (a large download with CUDA wheels; see docs/benchmarks.md).
+PEERS_VENV ?= .venv-peers
+PEERS_PY := $(PEERS_VENV)/bin/python
+SPOTIFLOW_MODEL ?= runs/spotiflow
+
+$(PEERS_VENV)/.stamp-peers: benchmarks/peers/requirements.txt pyproject.toml
+	@start=$$(date +%s); \
+	[ -x $(PEERS_PY) ] || $(PYTHON) -m venv $(PEERS_VENV); \
+	$(PEERS_PY) -m pip install --quiet --disable-pip-version-check --upgrade pip && \
+	nice -n 19 $(PEERS_PY) -m pip install --quiet --disable-pip-version-check -r benchmarks/peers/requirements.txt && \
+	$(PEERS_PY) -m pip install --quiet --disable-pip-version-check --no-deps -e . && \
+	printf '{"install_seconds": %d, "size": "%s", "date": "%s"}\n' $$(( $$(date +%s) - start )) \
+		"$$(du -sh $(PEERS_VENV) | cut -f1)" "$$(date -u +%F)" > $(PEERS_VENV)/bench_install.json
+	touch $@
+
+peers-env: $(PEERS_VENV)/.stamp-peers
+
+$(SPOTIFLOW_MODEL)/config.yaml: | $(PEERS_VENV)/.stamp-peers
+	nice -n 19 $(PEERS_PY) benchmarks/peers/train_spotiflow.py --output $(SPOTIFLOW_MODEL) --minutes 20
+
+bench-peers: install peers-env $(SPOTIFLOW_MODEL)/config.yaml
+	nice -n 19 $(PEERS_PY) benchmarks/peers/run_peers.py --quick --spotiflow-model $(SPOTIFLOW_MODEL)
+	$(PY) benchmarks/report.py
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
