@@ -74,8 +74,9 @@ def show(volume, points, reference, method: str, headless: bool, output: Path) -
         face_color="yellow", features={"score": points["score"].to_numpy()}, out_of_slice_display=True,
     )
     try:
-        viewer.window.add_plugin_dock_widget("napari-kinetochores")
-    except Exception as error:  # widgets arrive with the napari issue; the demo still works without
+        for widget in ("Detect kinetochores", "Correct labels", "Evaluate / match", "Export"):
+            viewer.window.add_plugin_dock_widget("napari-kinetochores", widget, tabify=True)
+    except Exception as error:  # the demo still works without the widgets
         print(f"(plugin widgets not shown: {error})")
     viewer.dims.ndisplay = 3
     viewer.camera.angles = (0, 0, 90)
