@@ -115,7 +115,9 @@ def measure_table(
         EGFP–mCherry matching cutoff (µm) after chromatic correction.
     chromatic_shift_nm : (3,) sequence, optional
         Known chromatic shift (mCherry − EGFP, z, y, x, nm); estimated from the
-        data (median offset) when None.
+        data when None: the median over sister pairs of the pair's mean
+        offset (sisters' deltas cancel), see
+        :func:`~napari_kinetochores.pairing.two_colour_delta`.
     plates : pandas.DataFrame, optional
         Per-frame plates from :func:`~napari_kinetochores.pairing.fit_plates`;
         fitted when None (frames with too few spots warn and get NaN).
@@ -223,6 +225,7 @@ def measure_table(
             voxel,
             cutoff_um=delta_cutoff_um,
             chromatic_shift_nm=chromatic_shift_nm,
+            egfp_pair_id=pair,
             progress=progress,
         )
         delta = np.full((len(kin), 3), np.nan)

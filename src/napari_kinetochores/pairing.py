@@ -65,6 +65,7 @@ from napari_kinetochores.errors import InputError
 
 __all__ = [
     "DEFAULT_DELTA_CUTOFF_UM",
+    "PLATE_COLUMNS",
     "PLATE_MIN_SPOTS",
     "DeltaResult",
     "PairingParams",
@@ -81,6 +82,7 @@ __all__ = [
     "kinetochore_rows",
     "pair_sisters",
     "pair_table",
+    "plate_normals_per_point",
     "sister_rows",
     "two_colour_delta",
 ]
@@ -991,6 +993,16 @@ def _match_frames(
     return np.concatenate(out_e).astype(np.int64), np.concatenate(out_m).astype(np.int64)
 
 
+def _median_shift(offsets: np.ndarray, t: np.ndarray, pair: np.ndarray | None) -> np.ndarray:
+    """Median offset (µm): over sister pairs of their mean offset when possible."""
+    if pair is not None:
+        partner = sister_rows(t, pair)
+        first = np.flatnonzero(partner > np.arange(len(partner)))
+        if len(first) >= 3:
+            return np.median((offsets[first] + offsets[partner[first]]) / 2.0, axis=0)
+    return np.median(offsets, axis=0)
+
+
 def two_colour_delta(
     egfp_tzyx: np.ndarray,
     mcherry_tzyx: np.ndarray,
@@ -999,6 +1011,7 @@ def two_colour_delta(
     cutoff_um: float = DEFAULT_DELTA_CUTOFF_UM,
     chromatic_shift_nm: Sequence[float] | None = None,
     search_um: float | None = None,
+    egfp_pair_id: np.ndarray | Sequence[int] | None = None,
     progress: bool = False,
 ) -> DeltaResult:
     """Pair EGFP with mCherry spots one-to-one and measure the delta in nm.
@@ -1007,6 +1020,10 @@ def two_colour_delta(
     first one-to-one matching within ``search_um`` (default
     ``max(2 × cutoff, 0.5 µm)``), the median offset, then the final matching
     within ``cutoff_um`` after removing it, and the median again (twice).
+    When sister pairs are known (``egfp_pair_id``), the median is taken over
+    the pairs of the mean offset of the two sisters: their true deltas point
+    in opposite directions and cancel, so the estimate does not depend on how
+    the deltas are oriented (with at least 3 such pairs; else over spots).
 
     Parameters
     ----------
@@ -1022,6 +1039,8 @@ def two_colour_delta(
         Known chromatic shift mCherry − EGFP, (z, y, x) in nm.
     search_um : float, optional
         Search radius of the first matching used to estimate the shift.
+    egfp_pair_id : (N,) int array, optional
+        Sister-pair id of each EGFP spot (-1: unpaired), for the estimate.
     progress : bool
         tqdm progress bar over frames.
 
@@ -1049,12 +1068,17 @@ def two_colour_delta(
     if estimated:
         shift_um = np.zeros(3)
         radius = max(2.0 * cutoff_um, 0.5) if search_um is None else float(search_um)
+        pairs = None
+        if egfp_pair_id is not None:
+            pairs = np.asarray(egfp_pair_id, dtype=np.int64).reshape(-1)
+            if pairs.shape != (len(egfp),):
+                raise InputError(f"egfp_pair_id must have one value per EGFP spot ({len(egfp)})")
         for r in (radius, cutoff_um, cutoff_um):
             ie, im = _match_frames(egfp, mch, voxel, r, shift_um)
             if len(ie) == 0:
                 break
             offsets = (mch[im, 1:] - egfp[ie, 1:]) * voxel
-            shift_um = np.median(offsets, axis=0)
+            shift_um = _median_shift(offsets, egfp[ie, 0], None if pairs is None else pairs[ie])
     else:
         shift_um = np.asarray(chromatic_shift_nm, dtype=np.float64).reshape(3) / 1000.0
         if not np.all(np.isfinite(shift_um)):
