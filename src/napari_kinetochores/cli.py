@@ -36,6 +36,39 @@ def _frames(text: str | None) -> list[int] | None:
         raise InputError(f"--frames {text!r} is not a frame number, a range A:B or a list A,B,C") from None
 
 
+def _detection_args(parser: argparse.ArgumentParser) -> None:
+    """Reading and detection options shared by ``detect`` and ``batch``."""
+    _voxel_size_arg(parser)
+    parser.add_argument("--axes", help="axes of the file, e.g. TZCYX; overrides the metadata")
+    parser.add_argument("--dataset", help="HDF5 dataset key")
+    parser.add_argument("--channel", type=int, default=0, help="kinetochore channel (default 0)")
+    parser.add_argument("--all-channels", action="store_true", help="also report the other channels' spots")
+    parser.add_argument("--method", choices=("unet", "classical"), default="unet")
+    parser.add_argument("--model", help="UNet checkpoint path or bundled model name")
+    parser.add_argument(
+        "--threshold", type=float,
+        help="peak threshold (UNet: probability; classical: noise sigmas); default: the model's",
+    )
+    parser.add_argument("--min-distance-um", type=float, help="smallest distance between detections (µm)")
+    parser.add_argument("--frames", help="frames to process: N, A:B (end exclusive) or A,B,C")
+    parser.add_argument("--tile-shape", nargs=3, type=int, metavar=("Z", "Y", "X"))
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--device", choices=("cuda", "mps", "cpu"))
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _detection_options(args: argparse.Namespace):
+    """DetectionOptions from the arguments added by :func:`_detection_args`."""
+    from napari_kinetochores.detection import DetectionOptions
+
+    return DetectionOptions(
+        method=args.method, channel=args.channel, threshold=args.threshold,
+        min_distance_um=args.min_distance_um, model=args.model, all_channels=args.all_channels,
+        tile_shape=None if args.tile_shape is None else tuple(args.tile_shape),
+        batch_size=args.batch_size, device=args.device,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kinetochores",
@@ -64,23 +97,25 @@ def build_parser() -> argparse.ArgumentParser:
     det = sub.add_parser("detect", help="detect kinetochores in a movie and write a point CSV")
     det.add_argument("input", type=Path, help="movie: TIFF/OME-TIFF, zarr/OME-Zarr, HDF5 or .npy")
     det.add_argument("-o", "--output", type=Path, required=True, help="point CSV to write")
-    _voxel_size_arg(det)
-    det.add_argument("--axes", help="axes of the file, e.g. TZCYX; overrides the metadata")
-    det.add_argument("--dataset", help="HDF5 dataset key")
-    det.add_argument("--channel", type=int, default=0, help="kinetochore channel (default 0)")
-    det.add_argument("--all-channels", action="store_true", help="also report the other channels' spots")
-    det.add_argument("--method", choices=("unet", "classical"), default="unet")
-    det.add_argument("--model", help="UNet checkpoint path or bundled model name")
-    det.add_argument(
-        "--threshold", type=float,
-        help="peak threshold (UNet: probability; classical: noise sigmas); default: the model's",
+    _detection_args(det)
+
+    bat = sub.add_parser(
+        "batch", help="detect kinetochores in many movies on a Dask cluster (one task per frame)"
     )
-    det.add_argument("--min-distance-um", type=float, help="smallest distance between detections (µm)")
-    det.add_argument("--frames", help="frames to process: N, A:B (end exclusive) or A,B,C")
-    det.add_argument("--tile-shape", nargs=3, type=int, metavar=("Z", "Y", "X"))
-    det.add_argument("--batch-size", type=int, default=1)
-    det.add_argument("--device", choices=("cuda", "mps", "cpu"))
-    det.add_argument("--quiet", action="store_true", help="no progress bar")
+    bat.add_argument("inputs", nargs="+", help="movie files, folders and glob patterns")
+    bat.add_argument("-o", "--output-dir", type=Path, required=True,
+                     help="folder for <movie>.csv, probability OME-Zarrs and manifest.json")
+    where = bat.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", help="address of a running Dask scheduler, e.g. tcp://node:8786")
+    where.add_argument("--workers", type=int, help="local worker processes (default: CPU cores)")
+    bat.add_argument("--resume", action="store_true", help="keep frames already done in OUTDIR")
+    bat.add_argument("--save-probabilities", action="store_true",
+                     help="also write <movie>.probabilities.ome.zarr (UNet output, or classical score)")
+    bat.add_argument("--max-frame-voxels", type=int, default=64_000_000,
+                     help="frames with more voxels are processed in tiles with halos (default 64e6)")
+    bat.add_argument("--tile-core", type=int, default=512,
+                     help="tile core size in y and x (voxels) for large frames")
+    _detection_args(bat)
 
     ev = sub.add_parser("evaluate", help="match predictions to reference points and report metrics")
     ev.add_argument("prediction", type=Path)
@@ -137,16 +172,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
-    from napari_kinetochores.detection import DetectionOptions, detect_movie
+    from napari_kinetochores.detection import detect_movie
     from napari_kinetochores.io import read_volume, write_points
 
     volume = read_volume(args.input, axes=args.axes, voxel_size_um=args.voxel_size, dataset=args.dataset)
-    options = DetectionOptions(
-        method=args.method, channel=args.channel, threshold=args.threshold,
-        min_distance_um=args.min_distance_um, model=args.model, all_channels=args.all_channels,
-        tile_shape=None if args.tile_shape is None else tuple(args.tile_shape),
-        batch_size=args.batch_size, device=args.device,
-    )
+    options = _detection_options(args)
     points = detect_movie(volume, options, frames=_frames(args.frames), progress=not args.quiet)
     write_points(args.output, points, volume.voxel_size_um)
     print(f"wrote {args.output}: {len(points)} detections in {points['t'].nunique()} frame(s)")
@@ -213,6 +243,26 @@ def cmd_train(args: argparse.Namespace) -> int:
         config.device = args.device
     result = train(config, resume=args.resume)
     print(f"best checkpoint: {result.best_checkpoint} (validation F1 {result.best_f1:.4f})")
+    return 0
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from napari_kinetochores.batch import run_batch
+
+    result = run_batch(
+        args.inputs, args.output_dir, _detection_options(args), scheduler=args.scheduler,
+        n_workers=args.workers, resume=args.resume, save_probabilities=args.save_probabilities,
+        frames=_frames(args.frames), voxel_size_um=args.voxel_size, axes=args.axes,
+        dataset=args.dataset, max_frame_voxels=args.max_frame_voxels, core_yx=args.tile_core,
+        progress=not args.quiet, command=["kinetochores", *sys.argv[1:]],
+    )
+    if not result.ok:
+        print(
+            f"error: {len(result.failed)} movie(s) failed or are incomplete (see {result.manifest_path}); "
+            "fix them and run again with --resume",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -357,7 +407,10 @@ def cmd_measure(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"simulate": cmd_simulate, "detect": cmd_detect, "evaluate": cmd_evaluate, "train": cmd_train}
+COMMANDS = {
+    "simulate": cmd_simulate, "detect": cmd_detect, "batch": cmd_batch, "evaluate": cmd_evaluate,
+    "train": cmd_train,
+}
 COMMANDS.update({"pair": cmd_pair, "track": cmd_track, "measure": cmd_measure})
 
 

@@ -1,0 +1,322 @@
+"""Worker side of batch detection: code that runs inside Dask workers.
+
+This module imports ``distributed`` at the top; it is imported only by
+:mod:`napari_kinetochores.batch` functions (and unpickled on workers), so
+``import napari_kinetochores`` never pulls Dask in.
+
+Each worker holds one :class:`DetectorPlugin` (a ``distributed.WorkerPlugin``)
+per detection set-up. The plugin loads the UNet once, on the worker's first
+frame, and keeps the last movies it opened; tasks receive paths and frame
+indices only, and read their frame themselves.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from distributed import WorkerPlugin, get_worker
+
+KILL_ONCE_ENV = "NAPARI_KINETOCHORES_TEST_KILL_ONCE"
+"""Test hook: when set to a file path that does not exist yet, the first frame
+task that gets this far creates the file, leaves a half-written temporary part
+file, and kills its worker process (as a crash would)."""
+
+
+@dataclass(frozen=True)
+class MovieSpec:
+    """A movie as workers open it: its path and reading options."""
+
+    path: str
+    axes: str | None = None
+    voxel_size_um: tuple[float, float, float] | None = None
+    dataset: str | None = None
+
+    def open(self):
+        from napari_kinetochores.io import read_volume
+
+        return read_volume(
+            self.path, axes=self.axes, voxel_size_um=self.voxel_size_um, dataset=self.dataset
+        )
+
+
+@dataclass(frozen=True)
+class FrameJob:
+    """One unit of work: one frame of one movie.
+
+    Attributes
+    ----------
+    movie : MovieSpec
+    t : int
+        Frame index.
+    plugin_name : str
+        Name of the :class:`DetectorPlugin` registered on the workers.
+    max_frame_voxels : int or None
+        Frames with more voxels (Z × Y × X) are processed in tiles.
+    core_shape : (3,) tuple
+        Tile core (z, y, x); None takes the whole axis.
+    part_path : str or None
+        Where the frame's point table is committed (temporary file, then
+        rename). None: the table is returned instead.
+    map_store : str or None
+        OME-Zarr store (array ``"0"``) receiving the frame's score maps.
+    """
+
+    movie: MovieSpec
+    t: int
+    plugin_name: str
+    max_frame_voxels: int | None = None
+    core_shape: tuple = (None, 512, 512)
+    part_path: str | None = None
+    map_store: str | None = None
+
+
+@dataclass
+class DetectorPlugin(WorkerPlugin):
+    """Per-worker state: the detection options, the loaded model, open movies.
+
+    Parameters
+    ----------
+    options : DetectionOptions
+    torch_threads : int, optional
+        Threads torch may use on this worker (so workers sharing a machine do
+        not oversubscribe it). None leaves torch's default.
+    cache_size : int
+        Number of open movies kept per worker.
+    """
+
+    options: object
+    torch_threads: int | None = None
+    cache_size: int = 2
+    n_loads: int = field(default=0, init=False)
+
+    def setup(self, worker=None) -> None:
+        self._lock = threading.Lock()
+        self._detector = None
+        self._volumes: OrderedDict = OrderedDict()
+        self.n_loads = 0
+
+    def teardown(self, worker=None) -> None:
+        for volume in getattr(self, "_volumes", {}).values():
+            volume.close()
+        self._volumes = OrderedDict()
+        self._detector = None
+
+    def detector(self):
+        """The UNet detector, loaded on first use (once per worker); None for classical."""
+        if self.options.method != "unet":
+            return None
+        with self._lock:
+            if self._detector is None:
+                from napari_kinetochores.nn.inference import UNetDetector
+
+                if self.torch_threads:
+                    import torch
+
+                    torch.set_num_threads(int(self.torch_threads))
+                self._detector = UNetDetector.load(
+                    self.options.model, device=self.options.device,
+                    tile_shape=self.options.tile_shape, batch_size=self.options.batch_size,
+                )
+                self.n_loads += 1
+            return self._detector
+
+    def volume(self, movie: MovieSpec):
+        """The movie, opened once per worker (the last ``cache_size`` are kept open)."""
+        with self._lock:
+            volume = self._volumes.pop(movie, None)
+            if volume is None:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # reported once, by the probe
+                    volume = movie.open()
+            self._volumes[movie] = volume
+            while len(self._volumes) > self.cache_size:
+                _, old = self._volumes.popitem(last=False)
+                old.close()
+            return volume
+
+
+def _plugin(name: str) -> DetectorPlugin:
+    worker = get_worker()
+    try:
+        return worker.plugins[name]
+    except KeyError:
+        raise RuntimeError(f"worker {worker.address} has no plugin {name!r}; was it registered?") from None
+
+
+def probe_movie(movie: MovieSpec, plugin_name: str, frames: list[int] | None = None) -> dict:
+    """Open a movie on a worker and describe it; errors are returned, not raised.
+
+    Returns
+    -------
+    dict
+        ``ok``; then ``shape`` (T, C, Z, Y, X), ``voxel_size_um``,
+        ``voxel_size_source``, ``dtype``, ``frames`` (selected), ``warnings``;
+        or ``error`` (a message naming the file).
+    """
+    import dask
+
+    from napari_kinetochores.detection import _frame_range
+    from napari_kinetochores.errors import InputError
+
+    plugin = _plugin(plugin_name)
+    options = plugin.options
+    with warnings.catch_warnings(record=True) as caught, dask.config.set(scheduler="synchronous"):
+        warnings.simplefilter("always")
+        try:
+            volume = movie.open()
+            try:
+                if not 0 <= options.channel < volume.n_channels:
+                    raise InputError(
+                        f"channel {options.channel} does not exist; the movie has "
+                        f"{volume.n_channels} channel(s)",
+                        volume.path,
+                    )
+                selected = _frame_range(volume.n_frames, frames)
+                detector = plugin.detector()
+                if detector is not None:
+                    detector.check_input(volume, options.channel)
+                info = {
+                    "ok": True,
+                    "shape": list(volume.shape),
+                    "voxel_size_um": [float(v) for v in volume.voxel_size_um],
+                    "voxel_size_source": volume.voxel_size_source,
+                    "dtype": str(volume.dtype),
+                    "frames": selected,
+                }
+            finally:
+                volume.close()
+        except Exception as error:  # a movie that cannot be read must not stop the batch
+            message = str(error) if isinstance(error, InputError) else f"{type(error).__name__}: {error}"
+            if movie.path not in message:
+                message = f"{movie.path}: {message}"
+            return {"ok": False, "error": message}
+    info["warnings"] = sorted({str(w.message) for w in caught})
+    return info
+
+
+def _map_writer(store: str, t: int):
+    """A :data:`~napari_kinetochores.tiled.MapWriter` into array ``"0"`` of an OME-Zarr store.
+
+    zarr writes every chunk to a temporary file and renames it, so a worker
+    killed mid-frame leaves whole (old or new) chunks, never torn ones.
+    """
+    import zarr
+
+    array = zarr.open_array(str(Path(store) / "0"), mode="r+")
+
+    def write(region, block, first_channel=0):
+        channels = slice(first_channel, first_channel + block.shape[0])
+        array[(t, channels, *region)] = np.asarray(block, dtype=array.dtype)
+
+    return write
+
+
+def frame_table(job: FrameJob, plugin: DetectorPlugin):
+    """Detections of one frame (the point table ``kinetochores detect`` makes for it).
+
+    Frames up to ``job.max_frame_voxels`` voxels go through
+    :meth:`UNetDetector.detect_frame` with the worker's model (UNet) or
+    :func:`~napari_kinetochores.detection.iter_detections` (other methods), as
+    ``detect`` does; larger classical and UNet frames through
+    :func:`~napari_kinetochores.tiled.detect_frame_tiled`.
+    Returns (table, tiled).
+    """
+    import copy
+
+    from napari_kinetochores.detection import _table, iter_detections
+    from napari_kinetochores.tiled import detect_classical_tiled, detect_frame_tiled
+
+    options = plugin.options
+    volume = plugin.volume(job.movie)
+    detector = plugin.detector()
+    writer = None if job.map_store is None else _map_writer(job.map_store, job.t)
+    n_voxels = int(np.prod(volume.shape[2:]))
+    tileable = options.method in ("classical", "unet")
+    if tileable and job.max_frame_voxels and n_voxels > job.max_frame_voxels:
+        return detect_frame_tiled(volume, job.t, options, detector, job.core_shape, writer), True
+    whole = (None, None, None)
+    if options.method != "unet":  # classical (and any other method of iter_detections)
+        ((_, table),) = list(iter_detections(volume, options, [job.t]))
+        if writer is not None and options.method == "classical":
+            channels = [options.channel]
+            if options.all_channels:
+                channels += [c for c in range(volume.n_channels) if c != options.channel]
+            for index, channel in enumerate(channels):
+                detect_classical_tiled(
+                    volume, job.t, channel, options.threshold, options.min_distance_um, whole,
+                    lambda region, block, _i=index: writer(region, block, _i),
+                )
+        return table, False
+    if writer is not None:  # keep the prediction that detect_frame computes
+        captured = {}
+        detector = copy.copy(detector)
+        predict = detector.predict_frame
+
+        def predict_and_keep(volume, t, channel=0):
+            captured["prediction"] = predict(volume, t, channel)
+            return captured["prediction"]
+
+        detector.predict_frame = predict_and_keep
+    found = detector.detect_frame(
+        volume, job.t, options.channel, threshold=options.threshold,
+        min_distance_um=options.min_distance_um, all_channels=options.all_channels,
+    )
+    if writer is not None:
+        writer((slice(None),) * 3, captured["prediction"], 0)
+    return _table(job.t, found, volume.voxel_size_um), False
+
+
+def _kill_once_for_tests(part_path: Path) -> None:
+    marker = os.environ.get(KILL_ONCE_ENV)
+    if not marker:
+        return
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return
+    torn = part_path.parent / f".{part_path.name}.killed.tmp"
+    torn.write_text("t,z,y,x,z_um,y_um,x_um,channel,score,status\n0.0,1")  # a torn write
+    os._exit(1)
+
+
+def run_frame(job: FrameJob) -> dict:
+    """Detect one frame on a worker and commit its part file (or return its table).
+
+    Returns
+    -------
+    dict
+        ``t``, ``n_detections``, ``seconds``, ``tiled``, ``worker`` (pid),
+        ``model_loads`` (times this worker loaded the model: 1 for the UNet),
+        and ``table`` when ``job.part_path`` is None.
+    """
+    import dask
+
+    from napari_kinetochores.io import write_points
+
+    plugin = _plugin(job.plugin_name)
+    started = time.perf_counter()
+    with warnings.catch_warnings(), dask.config.set(scheduler="synchronous"):
+        warnings.simplefilter("ignore")  # the probe reported the movie's warnings once
+        table, tiled = frame_table(job, plugin)
+        result = {
+            "t": job.t,
+            "n_detections": int(len(table)),
+            "tiled": tiled,
+            "worker": os.getpid(),
+            "model_loads": plugin.n_loads,
+        }
+        if job.part_path is None:
+            result["table"] = table
+        else:
+            part = Path(job.part_path)
+            _kill_once_for_tests(part)
+            write_points(part, table, plugin.volume(job.movie).voxel_size_um)  # temp + rename
+    result["seconds"] = time.perf_counter() - started
+    return result

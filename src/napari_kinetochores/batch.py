@@ -1,0 +1,744 @@
+"""Batch detection over many movies on Dask distributed.
+
+The unit of work is one (movie, frame). The client (``kinetochores batch``, or
+:func:`run_batch`) expands the inputs, asks the workers to open each movie
+(:func:`~napari_kinetochores._batch_worker.probe_movie`), and submits one task
+per frame. Only paths and frame indices go through the scheduler: every worker
+opens the movie itself and reads just its frame (lazily for zarr and HDF5).
+Each worker loads the model once, through a ``distributed.WorkerPlugin``.
+
+Outputs in ``OUTDIR``, per movie ``<stem>`` (the file name without
+``.ome.tif``, ``.zarr``, …):
+
+* ``<stem>.csv``: the point table, with exactly the rows that
+  ``kinetochores detect`` writes for the movie with the same options;
+* ``<stem>.probabilities.ome.zarr`` (with ``--save-probabilities``): the
+  network output (UNet) or the score map in noise sigmas (classical),
+  TCZYX float32, chunked per frame (and 512 × 512 in y, x), each frame
+  written by the worker that processed it;
+* ``.parts/<stem>/t000000.csv``…: the committed per-frame tables, from which
+  ``<stem>.csv`` is assembled and ``--resume`` knows what is done;
+
+and ``manifest.json``: inputs, model hash, parameters, versions, and the status
+of every movie and frame.
+
+Fault tolerance: every file is written to a temporary name and renamed (zarr
+chunks too), and a frame's part file is committed last, so a worker killed
+mid-task leaves no torn output and ``--resume`` redoes just the frames without
+a part file. A movie that cannot be read is reported in the manifest and the
+batch goes on. Dask and distributed are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from napari_kinetochores.detection import DetectionOptions
+from napari_kinetochores.errors import InputError
+from napari_kinetochores.tiled import DEFAULT_CORE_YX
+
+DEFAULT_MAX_FRAME_VOXELS = 64_000_000
+"""Frames with more voxels than this (Z × Y × X) are processed in tiles."""
+
+MOVIE_SUFFIXES = (".ome.tiff", ".ome.tif", ".ome.zarr", ".tiff", ".tif", ".zarr", ".hdf5", ".h5", ".hdf", ".npy")
+MANIFEST_NAME = "manifest.json"
+PARTS_DIR = ".parts"
+PLUGIN_PREFIX = "napari-kinetochores-detector"
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def movie_stem(path: str | Path) -> str:
+    """Output stem of a movie: its name without the image suffix.
+
+    >>> movie_stem("cells/cell01.ome.tif"), movie_stem("a/b.zarr"), movie_stem("m.h5")
+    ('cell01', 'b', 'm')
+    """
+    name = Path(path).name
+    for suffix in MOVIE_SUFFIXES:
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return Path(path).stem
+
+
+def _is_movie(path: Path) -> bool:
+    name = path.name.lower()
+    if name.startswith("."):
+        return False
+    if path.is_dir():
+        return name.endswith(".zarr") or any((path / m).exists() for m in (".zarray", ".zgroup", "zarr.json"))
+    return name.endswith(MOVIE_SUFFIXES)
+
+
+def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
+    """Expand files, folders and glob patterns into a list of movies.
+
+    A folder that is a zarr store is one movie; any other folder contributes
+    the movies directly inside it (``.tif``, ``.tiff``, ``.zarr``, ``.h5``,
+    ``.hdf5``, ``.npy``), sorted by name. Patterns (``*``, ``?``, ``[``,
+    ``**``) are expanded with :mod:`glob`. Duplicates are dropped, order is
+    kept.
+
+    Raises
+    ------
+    InputError
+        An input that does not exist or matches nothing, no movie at all, or
+        two movies with the same output stem.
+    """
+    found: list[Path] = []
+    for item in inputs:
+        text = str(item)
+        if any(ch in text for ch in "*?["):
+            matches = sorted(Path(m) for m in glob.glob(text, recursive=True))
+            movies = [m for m in matches if _is_movie(m)]
+            if not movies:
+                raise InputError(f"the pattern {text!r} matches no movie")
+            found += movies
+            continue
+        path = Path(text)
+        if not path.exists():
+            raise InputError("file not found", path)
+        if path.is_dir() and not _is_movie(path):
+            movies = sorted(p for p in path.iterdir() if _is_movie(p))
+            if not movies:
+                raise InputError("the folder holds no movie (.tif, .zarr, .h5, .npy)", path)
+            found += movies
+        else:
+            found.append(path)
+    unique: dict[str, Path] = {}
+    for path in found:
+        unique.setdefault(os.path.abspath(path), path)
+    movies = list(unique.values())
+    if not movies:
+        raise InputError("no input movie given")
+    stems: dict[str, Path] = {}
+    for path in movies:
+        other = stems.setdefault(movie_stem(path), path)
+        if other is not path:
+            raise InputError(
+                f"{other} and {path} would both write {movie_stem(path)}.csv; "
+                "run them into different output folders"
+            )
+    return movies
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    """Write JSON atomically (temporary file in the same folder, then rename)."""
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        tmp.write_text(json.dumps(payload, indent=1, allow_nan=False))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file (hex), read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def library_versions(method: str = "classical") -> dict[str, str]:
+    """Versions of Python, this package and the libraries that shape the results."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    names = ["napari-kinetochores", "numpy", "scipy", "pandas", "dask", "distributed", "zarr", "tifffile", "h5py"]
+    if method == "unet":
+        names += ["torch", "pytorch3dunet"]
+    found = {"python": platform.python_version(), "platform": platform.platform()}
+    for name in names:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def _part_path(output_dir: Path, stem: str, t: int) -> Path:
+    return output_dir / PARTS_DIR / stem / f"t{t:06d}.csv"
+
+
+def _frame_dtypes(voxel_size_um) -> pd.Series:
+    from napari_kinetochores.detection import _table
+
+    return _table(0, [], voxel_size_um).dtypes
+
+
+def read_part(path: Path, voxel_size_um) -> pd.DataFrame:
+    """Read a committed per-frame table back with the exact floats and dtypes."""
+    # pandas >= 3 parses floats exactly by default (and deprecates the option).
+    exact = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
+    table = pd.read_csv(path, dtype={"status": object}, **exact)
+    dtypes = _frame_dtypes(voxel_size_um)
+    return table.astype({c: d for c, d in dtypes.items() if c in table.columns})
+
+
+def assemble_movie(output_dir: Path, stem: str, frames: Sequence[int], voxel_size_um) -> pd.DataFrame:
+    """Concatenate a movie's per-frame tables in frame order and write ``<stem>.csv``."""
+    from napari_kinetochores.detection import _table
+    from napari_kinetochores.io import write_points
+
+    tables = [read_part(_part_path(output_dir, stem, t), voxel_size_um) for t in frames]
+    points = pd.concat(tables, ignore_index=True) if tables else _table(0, [], voxel_size_um)
+    write_points(output_dir / f"{stem}.csv", points, voxel_size_um)
+    return points
+
+
+def _map_channels(options: DetectionOptions, n_channels: int, model_config) -> tuple[list[int], str]:
+    """Movie channel of each score-map channel, and what the map holds."""
+    if options.method == "unet":
+        channels = [options.channel if d == 0 else d for d in model_config.detected_channels]
+        kind = "unet distance map" if model_config.target == "distance" else "unet probability"
+        return channels, kind
+    channels = [options.channel]
+    if options.all_channels:
+        channels += [c for c in range(n_channels) if c != options.channel]
+    return channels, "classical score (DoG response / noise sigma)"
+
+
+def create_map_store(
+    path: Path,
+    shape_tczyx: Sequence[int],
+    channels: list[int],
+    kind: str,
+    voxel_size_um,
+    core_yx: int = DEFAULT_CORE_YX,
+) -> Path:
+    """Create an empty OME-Zarr for score maps: (T, len(channels), Z, Y, X) float32.
+
+    Chunks are (1, 1, Z, ≤core_yx, ≤core_yx): no chunk spans two frames, so
+    workers write their frames in parallel.
+    """
+    import numpy as np
+    import zarr
+
+    from napari_kinetochores.io import write_zarr
+
+    t, _, z, y, x = (int(s) for s in shape_tczyx)
+    c = len(channels)
+    chunks = (1, 1, z, min(y, core_yx), min(x, core_yx))
+    # write_zarr writes the OME metadata; a one-voxel placeholder is then resized.
+    write_zarr(path, np.zeros((1, c, 1, 1, 1), np.float32), voxel_size_um, chunks=chunks,
+               channel_names=[f"{kind} ch{ch}" for ch in channels])
+    array = zarr.open_array(str(path / "0"), mode="r+")
+    array.resize((t, c, z, y, x))
+    array[0] = 0  # the placeholder voxel; frame 0 is written by its task
+    group = zarr.open_group(str(path), mode="r+")
+    group.attrs["napari_kinetochores"] = {"kind": kind, "movie_channels": channels}
+    return path
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class BatchResult:
+    """What a batch run did.
+
+    Attributes
+    ----------
+    manifest_path : Path
+    manifest : dict
+        The manifest as written.
+    n_submitted : int
+        Frame tasks run in this call.
+    n_skipped : int
+        Frames already complete (``resume``).
+    failed : list of str
+        Inputs that failed to read or have failed frames.
+    task_results : list of dict
+        What each finished frame task returned (frame, worker pid, model
+        loads, time).
+    """
+
+    manifest_path: Path
+    manifest: dict
+    n_submitted: int = 0
+    n_skipped: int = 0
+    failed: list[str] = field(default_factory=list)
+    task_results: list[dict] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when every movie is complete."""
+        return not self.failed
+
+
+# --------------------------------------------------------------------------- cluster
+
+
+def _open_client(scheduler: str | None, n_workers: int | None, echo: Callable[[str], None]):
+    """Connect to ``scheduler``, or start a LocalCluster; returns (client, cluster or None)."""
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    if scheduler is not None:
+        try:
+            client = Client(scheduler, timeout="30s")
+        except (OSError, TimeoutError) as error:
+            raise InputError(f"cannot reach the Dask scheduler at {scheduler}: {error}") from None
+        return client, None
+    workers = max(1, int(n_workers or os.cpu_count() or 1))
+    cluster = LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+        silence_logs=logging.ERROR,
+    )
+    try:
+        client = Client(cluster)
+    except BaseException:
+        cluster.close()
+        raise
+    return client, cluster
+
+
+def _torch_threads(client, cluster) -> int | None:
+    """Torch threads per worker on a LocalCluster: the machine's cores shared out."""
+    if cluster is None:
+        return None
+    n_workers = max(1, len(client.scheduler_info(n_workers=-1).get("workers", {})))
+    return max(1, (os.cpu_count() or 1) // n_workers)
+
+
+def _plugin_name(options: DetectionOptions, model_sha: str | None) -> str:
+    key = json.dumps({"options": asdict(options), "model": model_sha}, sort_keys=True, default=str)
+    return f"{PLUGIN_PREFIX}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+
+
+def _register(client, options: DetectionOptions, model_sha: str | None, torch_threads: int | None) -> str:
+    from napari_kinetochores._batch_worker import DetectorPlugin
+
+    name = _plugin_name(options, model_sha)
+    client.register_plugin(DetectorPlugin(options, torch_threads=torch_threads), name=name)
+    return name
+
+
+def _unregister(client, name: str) -> None:
+    try:
+        client.unregister_worker_plugin(name)
+    except Exception:  # the cluster may be gone; nothing to clean then
+        pass
+
+
+def _model_info(options: DetectionOptions):
+    """(path, sha256, model config) of the UNet checkpoint; Nones for classical."""
+    if options.method != "unet":
+        return None, None, None
+    from napari_kinetochores.nn.checkpoint import bundled_model_path, load_checkpoint
+
+    path = bundled_model_path(options.model)
+    loaded = load_checkpoint(path, device="cpu")  # fails early, naming the file, if unusable
+    return path, file_sha256(path), loaded.config
+
+
+# --------------------------------------------------------------------------- batch
+
+
+def run_batch(
+    inputs: Iterable[str | Path],
+    output_dir: str | Path,
+    options: DetectionOptions | None = None,
+    *,
+    scheduler: str | None = None,
+    n_workers: int | None = None,
+    resume: bool = False,
+    save_probabilities: bool = False,
+    frames: Sequence[int] | None = None,
+    voxel_size_um: Sequence[float] | None = None,
+    axes: str | None = None,
+    dataset: str | None = None,
+    max_frame_voxels: int | None = DEFAULT_MAX_FRAME_VOXELS,
+    core_yx: int = DEFAULT_CORE_YX,
+    progress: bool = True,
+    client=None,
+    echo: Callable[[str], None] = print,
+    command: Sequence[str] | None = None,
+) -> BatchResult:
+    """Detect kinetochores in many movies on a Dask cluster, one task per frame.
+
+    Parameters
+    ----------
+    inputs : iterable of str or Path
+        Movie files, folders and glob patterns (see :func:`expand_inputs`).
+    output_dir : str or Path
+        Folder for ``<stem>.csv``, the optional probability OME-Zarrs and
+        ``manifest.json``; created if missing.
+    options : DetectionOptions, optional
+        The same options as ``kinetochores detect`` (default: UNet, bundled model).
+    scheduler : str, optional
+        Address of a running Dask scheduler (``tcp://host:8786``), e.g. one
+        started by dask-jobqueue. Default: a LocalCluster of ``n_workers``
+        processes with one thread each, closed at the end.
+    n_workers : int, optional
+        Workers of the LocalCluster (default: the number of CPU cores).
+    resume : bool
+        Keep the frames already committed in ``output_dir`` by an earlier run
+        with the same parameters; compute only the others.
+    save_probabilities : bool
+        Also write ``<stem>.probabilities.ome.zarr``.
+    frames : sequence of int, optional
+        Frames to process in every movie (default: all).
+    voxel_size_um, axes, dataset
+        Reading options, as for :func:`napari_kinetochores.io.read_volume`.
+    max_frame_voxels : int or None
+        Frames with more voxels (Z × Y × X) are read and processed in tiles
+        with halos (bounded memory); None never tiles.
+    core_yx : int
+        Tile core size along y and x (voxels) for large frames.
+    progress : bool
+        Show a tqdm progress bar over the frame tasks.
+    client : distributed.Client, optional
+        Use this client (its cluster is left running). Overrides ``scheduler``.
+    echo : callable
+        Where messages (dashboard address, summary) go.
+    command : sequence of str, optional
+        The command line, recorded in the manifest.
+
+    Returns
+    -------
+    BatchResult
+
+    Raises
+    ------
+    InputError
+        No input, clashing output names, an unusable model, or ``resume``
+        into a folder made with other parameters.
+    """
+    from distributed import as_completed
+    from tqdm.auto import tqdm
+
+    from napari_kinetochores._batch_worker import FrameJob, MovieSpec, probe_movie, run_frame
+    from napari_kinetochores.detection import METHODS
+    from napari_kinetochores.io import validate_voxel_size
+
+    options = DetectionOptions() if options is None else options
+    if options.method not in METHODS:
+        raise InputError(f"unknown method {options.method!r}; choose one of {tuple(METHODS)}")
+    if save_probabilities and options.method not in ("unet", "classical"):
+        raise InputError(f"--save-probabilities needs --method unet or classical, not {options.method!r}")
+    movies = expand_inputs(inputs)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    voxel = None if voxel_size_um is None else tuple(validate_voxel_size(voxel_size_um))
+    if max_frame_voxels is not None and int(max_frame_voxels) < 1:
+        raise InputError(f"--max-frame-voxels must be positive, got {max_frame_voxels}")
+    if int(core_yx) < 8:
+        raise InputError(f"the tile core must be at least 8 voxels, got {core_yx}")
+    model_path, model_sha, model_config = _model_info(options)
+    selected = None if frames is None else [int(t) for t in frames]
+    parameters = {
+        "options": asdict(options),
+        "frames": selected,
+        "voxel_size_um": None if voxel is None else list(voxel),
+        "axes": axes,
+        "dataset": dataset,
+        "save_probabilities": bool(save_probabilities),
+        "max_frame_voxels": None if max_frame_voxels is None else int(max_frame_voxels),
+        "core_yx": int(core_yx),
+        "model_sha256": model_sha,
+    }
+    parameters_sha = hashlib.sha256(json.dumps(parameters, sort_keys=True, default=str).encode()).hexdigest()
+    manifest_path = output_dir / MANIFEST_NAME
+    if resume and manifest_path.exists():
+        try:
+            earlier = json.loads(manifest_path.read_text())
+        except (OSError, ValueError) as error:
+            raise InputError(f"cannot read the manifest to resume from ({error})", manifest_path) from None
+        if earlier.get("parameters_sha256") != parameters_sha:
+            raise InputError(
+                "the outputs there were made with other parameters; resume with the same "
+                "options, or write to a new output folder",
+                output_dir,
+            )
+    elif not resume:
+        shutil.rmtree(output_dir / PARTS_DIR, ignore_errors=True)
+
+    manifest = {
+        "format": "napari-kinetochores batch manifest",
+        "format_version": 1,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "updated": None,
+        "finished": None,
+        "command": list(command) if command is not None else None,
+        "output_dir": str(output_dir.resolve()),
+        "inputs": [str(p) for p in movies],
+        "parameters": parameters,
+        "parameters_sha256": parameters_sha,
+        "model": None if model_path is None else {"path": str(model_path), "sha256": model_sha},
+        "versions": library_versions(options.method),
+        "cluster": None,
+        "movies": [],
+    }
+
+    def save_manifest() -> None:
+        manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        _write_json(manifest_path, manifest)
+
+    own_client = client is None
+    cluster = None
+    if own_client:
+        client, cluster = _open_client(scheduler, n_workers, echo)
+    result = BatchResult(manifest_path, manifest)
+    plugin_name = None
+    try:
+        n_found = len(client.scheduler_info(n_workers=-1).get("workers", {}))
+        manifest["cluster"] = {
+            "scheduler": client.scheduler.address,
+            "dashboard": client.dashboard_link,
+            "local": cluster is not None,
+            "workers": n_found,
+        }
+        echo(f"Dask dashboard: {client.dashboard_link}  (scheduler {client.scheduler.address}, {n_found} worker(s))")
+        plugin_name = _register(client, options, model_sha, _torch_threads(client, cluster))
+
+        specs = [MovieSpec(str(p), axes, voxel, dataset) for p in movies]
+        probes = client.gather(
+            [client.submit(probe_movie, s, plugin_name, selected, pure=False) for s in specs]
+        )
+        jobs, entries = [], []
+        for path, spec, probe in zip(movies, specs, probes, strict=True):
+            stem = movie_stem(path)
+            entry = {"input": str(path), "stem": stem, "status": "pending", "error": None}
+            entries.append(entry)
+            if not probe["ok"]:
+                entry.update(status="failed", error=probe["error"])
+                result.failed.append(str(path))
+                echo(f"error: {probe['error']}  (skipped)")
+                continue
+            for message in probe["warnings"]:
+                echo(f"warning: {message}")
+            shape = probe["shape"]
+            entry.update(
+                shape_tczyx=shape, voxel_size_um=probe["voxel_size_um"],
+                voxel_size_source=probe["voxel_size_source"], dtype=probe["dtype"],
+                warnings=probe["warnings"], output=f"{stem}.csv", n_detections=None,
+                tiled=bool(max_frame_voxels and shape[2] * shape[3] * shape[4] > max_frame_voxels),
+            )
+            parts = output_dir / PARTS_DIR / stem
+            parts.mkdir(parents=True, exist_ok=True)
+            for stale in parts.glob(".*.tmp"):  # torn writes of killed workers
+                stale.unlink(missing_ok=True)
+            map_store = None
+            if save_probabilities:
+                map_store = output_dir / f"{stem}.probabilities.ome.zarr"
+                entry["probabilities"] = map_store.name
+                channels, kind = _map_channels(options, shape[1], model_config)
+                if not (resume and (map_store / "0").exists()):
+                    create_map_store(map_store, shape, channels, kind, probe["voxel_size_um"], core_yx)
+            entry["frames"] = []
+            for t in probe["frames"]:
+                part = _part_path(output_dir, stem, t)
+                done = resume and part.exists()
+                entry["frames"].append({"t": t, "status": "done" if done else "pending"})
+                if done:
+                    result.n_skipped += 1
+                    continue
+                job = FrameJob(
+                    spec, t, plugin_name, max_frame_voxels, (None, int(core_yx), int(core_yx)),
+                    str(part), None if map_store is None else str(map_store),
+                )
+                jobs.append((len(entries) - 1, len(entry["frames"]) - 1, job))
+        manifest["movies"] = entries
+        save_manifest()
+
+        def finish_movie(index: int) -> None:
+            entry = entries[index]
+            frame_states = entry["frames"]
+            if any(f["status"] == "pending" for f in frame_states):
+                return
+            if any(f["status"] == "failed" for f in frame_states):
+                entry["status"] = "incomplete"
+                return
+            points = assemble_movie(
+                output_dir, entry["stem"], [f["t"] for f in frame_states], entry["voxel_size_um"]
+            )
+            entry.update(status="done", n_detections=int(len(points)))
+
+        for index, entry in enumerate(entries):  # movies already complete (resume)
+            if entry["status"] == "pending":
+                finish_movie(index)
+
+        submitted = {}
+        for movie_index, frame_index, job in jobs:
+            key = f"kinetochores-frame-{entries[movie_index]['stem']}-{job.t}-{uuid.uuid4().hex[:8]}"
+            submitted[client.submit(run_frame, job, key=key, pure=False)] = (movie_index, frame_index)
+        result.n_submitted = len(submitted)
+        last_save = time.monotonic()
+        with tqdm(total=len(jobs), desc="batch", unit="frame", disable=not progress) as bar:
+            for future in as_completed(list(submitted)):
+                movie_index, frame_index = submitted.pop(future)
+                state = entries[movie_index]["frames"][frame_index]
+                try:
+                    outcome = future.result()
+                except Exception as error:  # a failed frame must not stop the batch
+                    state.update(status="failed", error=f"{type(error).__name__}: {error}")
+                else:
+                    state.update(
+                        status="done", n_detections=outcome["n_detections"],
+                        seconds=round(outcome["seconds"], 4), tiled=outcome["tiled"],
+                    )
+                    result.task_results.append({**outcome, "stem": entries[movie_index]["stem"]})
+                future.release()
+                bar.update(1)
+                finish_movie(movie_index)
+                if time.monotonic() - last_save > 2.0:
+                    save_manifest()
+                    last_save = time.monotonic()
+        for entry in entries:
+            if entry["status"] == "incomplete":
+                result.failed.append(entry["input"])
+        manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        save_manifest()
+    finally:
+        if manifest["movies"]:
+            try:
+                save_manifest()
+            except OSError:
+                pass
+        if plugin_name is not None and not own_client:
+            _unregister(client, plugin_name)
+        if own_client:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    done = sum(e["status"] == "done" for e in manifest["movies"])
+    echo(
+        f"{done} of {len(manifest['movies'])} movie(s) done ({result.n_submitted} frame(s) computed, "
+        f"{result.n_skipped} already complete); manifest: {manifest_path}"
+    )
+    return result
+
+
+# --------------------------------------------------------------------------- napari
+
+
+def detect_on_cluster(
+    volume_path: str | Path,
+    options: DetectionOptions,
+    scheduler_address: str | None,
+    frames: Iterable[int] | None = None,
+    progress_callback: Callable[[int, int], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
+    *,
+    voxel_size_um: Sequence[float] | None = None,
+    axes: str | None = None,
+    dataset: str | None = None,
+    max_frame_voxels: int | None = DEFAULT_MAX_FRAME_VOXELS,
+    client=None,
+) -> pd.DataFrame:
+    """Detect all (or selected) frames of one movie on a Dask cluster.
+
+    For front ends such as the napari Detect widget: one task per frame, the
+    workers read the file themselves, and the table comes back in frame
+    order, equal to :func:`napari_kinetochores.detection.detect_movie`'s.
+
+    Parameters
+    ----------
+    volume_path : str or Path
+        The movie file; the workers must see it at this path.
+    options : DetectionOptions
+    scheduler_address : str or None
+        ``tcp://host:port`` of a running scheduler. None (and no ``client``):
+        a LocalCluster on this machine, closed at the end.
+    frames : iterable of int, optional
+        Frames to process (default: all).
+    progress_callback : callable, optional
+        ``progress_callback(done, total)`` after each finished frame.
+    cancelled : callable, optional
+        Polled about every 0.2 s; when it returns True the remaining tasks
+        are cancelled and the frames finished so far are returned.
+    voxel_size_um, axes, dataset
+        Reading options, as for :func:`napari_kinetochores.io.read_volume`.
+    max_frame_voxels : int or None
+        Frames with more voxels are processed in tiles.
+    client : distributed.Client, optional
+        An existing client to use instead of connecting.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Point table (t, z, y, x, z_um, y_um, x_um, channel, score, status).
+
+    Raises
+    ------
+    InputError
+        The movie cannot be read by the workers, or a frame fails.
+    """
+    from distributed import TimeoutError as DaskTimeoutError
+    from distributed import wait
+
+    from napari_kinetochores._batch_worker import FrameJob, MovieSpec, probe_movie, run_frame
+    from napari_kinetochores.detection import _table
+
+    voxel = None if voxel_size_um is None else tuple(float(v) for v in voxel_size_um)
+    spec = MovieSpec(str(volume_path), axes, voxel, dataset)
+    _, model_sha, _ = _model_info(options)
+    own_client = client is None
+    cluster = None
+    if own_client:
+        client, cluster = _open_client(scheduler_address, None, lambda _m: None)
+    plugin_name = None
+    try:
+        plugin_name = _register(client, options, model_sha, _torch_threads(client, cluster))
+        probe = client.submit(probe_movie, spec, plugin_name, None if frames is None else list(frames), pure=False).result()
+        if not probe["ok"]:
+            raise InputError(probe["error"])
+        selected = probe["frames"]
+        futures = {
+            client.submit(
+                run_frame, FrameJob(spec, t, plugin_name, max_frame_voxels), pure=False,
+                key=f"kinetochores-frame-{t}-{uuid.uuid4().hex[:8]}",
+            ): t
+            for t in selected
+        }
+        tables: dict[int, pd.DataFrame] = {}
+        pending = set(futures)
+        while pending:
+            if cancelled is not None and cancelled():
+                client.cancel(list(pending))
+                break
+            try:
+                finished, pending = wait(pending, timeout=0.2, return_when="FIRST_COMPLETED")
+            except (DaskTimeoutError, TimeoutError):
+                continue
+            for future in finished:
+                try:
+                    tables[futures[future]] = future.result()["table"]
+                except InputError:
+                    raise
+                except Exception as error:
+                    raise InputError(f"frame {futures[future]} failed on the cluster: {error}", volume_path) from error
+                if progress_callback is not None:
+                    progress_callback(len(tables), len(selected))
+    finally:
+        if plugin_name is not None and not own_client:
+            _unregister(client, plugin_name)
+        if own_client:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    ordered = [tables[t] for t in selected if t in tables]
+    if not ordered:
+        return _table(0, [], probe.get("voxel_size_um") or (0.3, 0.13, 0.13))
+    return pd.concat(ordered, ignore_index=True)
+
