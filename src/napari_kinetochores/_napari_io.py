@@ -32,8 +32,8 @@ POINTS_SUFFIXES = (".csv",)
 #: Colour maps by channel index: EGFP green, mCherry magenta, then others.
 CHANNEL_COLORMAPS = ("green", "magenta", "cyan", "yellow", "gray")
 #: Point marker size in voxels (y, x) for detections and for reference points.
-POINT_SIZE = 5.0
-REFERENCE_POINT_SIZE = 7.0
+POINT_SIZE = 3.0
+REFERENCE_POINT_SIZE = 5.0
 #: Point colours by channel (EGFP, mCherry) for detections and for reference points.
 DETECTION_CHANNEL_COLOURS = ("yellow", "magenta")
 REFERENCE_CHANNEL_COLOURS = ("cyan", "orange")
@@ -58,7 +58,7 @@ def channel_colormap(index: int, name: str | None = None) -> str:
 
 
 def contrast_limits(frame: Any, max_voxels: int = 2_000_000) -> tuple[float, float]:
-    """Display range from the 1st and 99.95th percentiles of a (subsampled) frame.
+    """Display range from the median (background) to the 99.95th percentile of a frame.
 
     Only a strided subsample of the frame is read, so lazy data stay cheap.
     """
@@ -68,7 +68,7 @@ def contrast_limits(frame: Any, max_voxels: int = 2_000_000) -> tuple[float, flo
     finite = sample[np.isfinite(sample)]
     if finite.size == 0:
         return 0.0, 1.0
-    low, high = np.percentile(finite, [1.0, 99.95])
+    low, high = np.percentile(finite, [50.0, 99.95])
     if high <= low:
         high = low + 1.0
     return float(low), float(high)

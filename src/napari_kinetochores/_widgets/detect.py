@@ -60,10 +60,11 @@ def detection_worker(
     cancel: threading.Event,
     with_probability: bool,
 ) -> Iterator[tuple[int, pd.DataFrame, np.ndarray | None]]:
-    """Yield (t, detections, probability or None) per frame; return the error, if any.
+    """Yield (t, detections, probability or None) per frame; return ``{"error": …}``.
 
-    Errors are returned, not raised, so the widget shows one clear
-    notification and keeps every frame already done.
+    Errors are returned (wrapped: a returned exception would be re-raised by
+    the worker), not raised, so the widget shows one clear notification and
+    keeps every frame already done.
     """
     predictions: dict[int, np.ndarray] = {}
 
@@ -80,8 +81,8 @@ def detection_worker(
         ):
             yield t, table, predictions.pop(t, None)
     except Exception as error:  # reported by the widget as a notification
-        return error
-    return None
+        return {"error": error}
+    return {"error": None}
 
 
 class DetectWidget(KinetochoreWidget):
@@ -321,7 +322,11 @@ class DetectWidget(KinetochoreWidget):
             import dask.array as da
 
             self._probability_layer = self.viewer.add_image(
-                da.zeros(image.data.shape, dtype=np.float32, chunks=image.data.shape[-3:]),
+                da.zeros(
+                    image.data.shape,
+                    dtype=np.float32,
+                    chunks=(1,) * (image.ndim - 3) + tuple(image.data.shape[-3:]),
+                ),
                 name=name,
                 scale=image.scale,
                 translate=image.translate,
@@ -346,9 +351,9 @@ class DetectWidget(KinetochoreWidget):
             self._probability[t] = prediction
             self._update_probability()
         self._done.append(t)
-        if self._progress is not None:
-            self._progress.update(1)
         self.set_status(f"frame {t}: {len(table)} detections ({len(self._done)}/{self._total})")
+        if self._progress is not None:  # last: napari may process pending events here
+            self._progress.update(1)
 
     def _update_probability(self) -> None:
         import dask.array as da
@@ -365,8 +370,8 @@ class DetectWidget(KinetochoreWidget):
         ]
         self._probability_layer.data = da.stack(frames)
 
-    def _on_returned(self, error: BaseException | None) -> None:
-        self._error = error
+    def _on_returned(self, outcome: dict) -> None:
+        self._error = outcome.get("error")
 
     def _on_finished(self) -> None:
         if self._progress is not None:

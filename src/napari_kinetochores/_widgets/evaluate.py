@@ -152,7 +152,7 @@ class EvaluateWidget(KinetochoreWidget):
                 name=f"{name}: matches",
                 scale=pred_layer.scale,
                 translate=pred_layer.translate,
-                size=6.0,
+                size=4.0,
                 symbol="ring",
                 border_width=0.0,
             )
@@ -179,6 +179,7 @@ class EvaluateWidget(KinetochoreWidget):
                 vector_style="line",
             )
         links.data = vectors
+        links.edge_color = "white"
         links.features = pd.DataFrame({"distance_nm": tp["distance_nm"].to_numpy()})
         self.link_layer = links
 

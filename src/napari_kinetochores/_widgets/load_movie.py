@@ -169,7 +169,7 @@ class LoadMovieWidget(KinetochoreWidget):
         from napari_kinetochores.io import read_points, validate_voxel_size
 
         axes = self.axes.value.strip().upper() or None
-        dataset = self.dataset.value if self.dataset.visible else None
+        dataset = self.dataset.value if len(self.dataset.choices) > 1 else None
         path = self.path.value
         if path is None:
             raise InputError("choose a movie file first")

@@ -49,7 +49,10 @@ class _EpochRelay(QObject):
 
 @thread_worker
 def training_worker(config: Any, samples: list, cancel: threading.Event, relay: _EpochRelay):
-    """Run :func:`~napari_kinetochores.nn.training.train`; return its result or the error."""
+    """Run :func:`~napari_kinetochores.nn.training.train`; return ``{"result": …}`` or ``{"error": …}``.
+
+    The error is wrapped, not returned bare: the worker would re-raise it.
+    """
     from napari_kinetochores.nn.checkpoint import bundled_model_path, load_checkpoint
     from napari_kinetochores.nn.training import train
 
@@ -64,15 +67,16 @@ def training_worker(config: Any, samples: list, cancel: threading.Event, relay: 
                     f"{'distance' if wanted == 'distance' else 'GaussianDice'} loss"
                 )
         arrays = [(np.asarray(image), points, voxel) for image, points, voxel in samples]
-        return train(
+        result = train(
             config,
             progress=False,
             cancelled=cancel.is_set,
             on_epoch=relay.epoch.emit,
             samples=arrays,
         )
+        return {"result": result}
     except Exception as error:  # reported by the widget as a notification
-        return error
+        return {"error": error}
 
 
 class TrainWidget(KinetochoreWidget):
@@ -251,15 +255,18 @@ class TrainWidget(KinetochoreWidget):
 
     def _on_epoch(self, row: dict) -> None:
         self.history.append(dict(row))
-        if self._progress is not None:
-            self._progress.update(1)
         self.set_status(
             f"epoch {row['epoch']}: loss {row['loss']:.4f}, validation F1 {row['val_f1']:.3f}"
         )
         self._draw()
+        if self._progress is not None:  # last: napari may process pending events here
+            self._progress.update(1)
 
     def _draw(self) -> None:
+        from matplotlib.ticker import MaxNLocator
+
         ax = self.plot.axes("training loss", "epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         epochs = [row["epoch"] for row in self.history]
         if epochs:
             ax.plot(epochs, [row["loss"] for row in self.history], "o-", color="#40a0ff")
@@ -270,8 +277,8 @@ class TrainWidget(KinetochoreWidget):
         twin.set_ylim(0, 1.05)
         self.plot.draw()
 
-    def _on_returned(self, result: Any) -> None:
-        self.result = result
+    def _on_returned(self, outcome: dict) -> None:
+        self.result = outcome.get("error", outcome.get("result"))
 
     def _on_finished(self) -> None:
         if self._progress is not None:

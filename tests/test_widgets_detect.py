@@ -1,0 +1,216 @@
+"""Load movie and Detect kinetochores widgets, end to end on the sample movie."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from _napari_helpers import (
+    SAMPLE,
+    SAMPLE_GT,
+    SCALE,
+    VOXEL,
+    add_sample,
+    messages,
+    random_checkpoint,
+    skip_without_display,
+    world,
+)
+from napari_kinetochores.cli import main as cli
+from napari_kinetochores.io import read_points
+
+skip_without_display()
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def viewer(make_napari_viewer):
+    return make_napari_viewer()
+
+
+def run_detection(qtbot, widget, timeout=60_000):
+    widget.run_button.changed.emit(True)  # what a click does
+    qtbot.waitUntil(lambda: not widget.running, timeout=timeout)
+
+
+# ---------------------------------------------------------------------- load movie
+
+
+def test_load_movie_with_overrides_and_reference(viewer):
+    from napari_kinetochores._widgets.load_movie import LoadMovieWidget
+
+    widget = LoadMovieWidget(viewer)
+    widget.path.value = SAMPLE
+    assert "metadata" in widget.found.value and "(4, 2, 26, 88, 88)" in widget.found.value
+    assert [box.value for box in widget.voxel] == pytest.approx(list(VOXEL))
+    assert widget.names.value == "EGFP, mCherry" and widget.last.value == 3
+    widget.voxel[0].value = 0.6  # the user knows better than the metadata
+    widget.first.value, widget.last.value = 1, 2
+    widget.names.value = "Ndc80-EGFP, CENP-A-mCherry"
+    widget.reference.value = SAMPLE_GT
+    widget.open.changed.emit(True)
+    egfp, mcherry, reference = viewer.layers
+    assert egfp.name == "Ndc80-EGFP" and egfp.colormap.name == "green"
+    assert mcherry.colormap.name == "magenta"
+    assert egfp.data.shape == (2, 26, 88, 88)
+    assert tuple(egfp.scale) == pytest.approx((1.0, 0.6, 0.13, 0.13))
+    assert tuple(reference.scale) == tuple(egfp.scale)
+    gt = read_points(SAMPLE_GT, voxel_size_um=(0.6, 0.13, 0.13))
+    kept = gt[(gt["t"] >= 1) & (gt["t"] <= 2)]
+    assert len(reference.data) == len(kept)
+    # frame 1 of the file is frame 0 of the layers, at z × 0.6 µm
+    np.testing.assert_allclose(
+        world(reference, reference.data[:1])[0],
+        [0.0, *kept.iloc[0][["z_um", "y_um", "x_um"]].astype(float)],
+    )
+
+
+def test_load_movie_ambiguous_axes_then_override(viewer, tmp_path):
+    from napari_kinetochores._widgets.load_movie import LoadMovieWidget
+
+    path = tmp_path / "movie.npy"
+    np.save(path, np.random.default_rng(0).integers(0, 99, (3, 5, 16, 16)).astype(np.uint16))
+    widget = LoadMovieWidget(viewer)
+    widget.path.value = path
+    assert "ambiguous" in widget.found.value
+    assert any("ambiguous" in m for m in messages("error"))
+    widget.axes.value = "TZYX"
+    widget.apply_axes.changed.emit(True)
+    assert "(3, 1, 5, 16, 16)" in widget.found.value and "default" in widget.found.value
+    widget.open.changed.emit(True)
+    assert viewer.layers[0].data.shape == (3, 5, 16, 16)
+
+
+# ---------------------------------------------------------------------- detect
+
+
+def test_detect_equals_cli_and_points_sit_on_the_spots(viewer, qtbot, tmp_path):
+    from napari_kinetochores._widgets.detect import DetectWidget
+
+    add_sample(viewer, reference=False)
+    widget = DetectWidget(viewer)
+    assert widget.image.value.name == "EGFP"
+    assert [box.value for box in widget.voxel] == pytest.approx(list(VOXEL))
+    widget.method.value = "classical"
+    run_detection(qtbot, widget)
+    layer = viewer.layers["detections"]
+    assert "detection done" in widget.status.value
+
+    out = tmp_path / "cli.csv"
+    assert cli(["detect", str(SAMPLE), "-o", str(out), "--method", "classical", "--quiet"]) == 0
+    expected = read_points(out, voxel_size_um=VOXEL)
+    np.testing.assert_allclose(layer.data, expected[["t", "z", "y", "x"]].to_numpy(), atol=1e-9)
+    np.testing.assert_allclose(layer.features["score"], expected["score"])
+    assert set(layer.features["status"]) == {"auto"}
+    # anisotropic scale: the viewer places each point at voxel × (1, 0.3, 0.13, 0.13)
+    assert tuple(layer.scale) == pytest.approx(SCALE)
+    np.testing.assert_allclose(
+        world(layer, layer.data[:5]), expected[["t", "z_um", "y_um", "x_um"]].to_numpy()[:5]
+    )
+
+    # re-running one frame replaces that frame's points, never stacks duplicates
+    before = len(layer.data)
+    widget.frames.value = "current"
+    viewer.dims.set_current_step(0, 2)
+    run_detection(qtbot, widget)
+    assert len(layer.data) == before
+    np.testing.assert_allclose(np.sort(layer.data[:, 0]), np.sort(expected["t"].to_numpy()))
+    assert len(viewer.layers) == 3
+
+
+def test_cancel_stops_the_worker_and_keeps_done_frames(viewer, qtbot):
+    import time
+
+    import dask.array as da
+
+    from napari_kinetochores._widgets.detect import DetectWidget
+
+    egfp = add_sample(viewer, reference=False)[0]
+
+    def slow(block):
+        time.sleep(0.4)
+        return block
+
+    movie = da.concatenate([da.from_array(np.asarray(egfp.data), chunks=(1, 26, 88, 88))] * 3)
+    slow_layer = viewer.add_image(movie.map_blocks(slow, dtype=movie.dtype), scale=SCALE)
+    widget = DetectWidget(viewer)
+    widget.image.value = slow_layer
+    widget.method.value = "classical"
+    widget.run_button.changed.emit(True)
+    qtbot.waitUntil(lambda: len(widget._done) >= 1, timeout=30_000)
+    widget.cancel_button.changed.emit(True)
+    qtbot.waitUntil(lambda: not widget.running, timeout=30_000)
+    done = sorted(widget._done)
+    assert 1 <= len(done) < 12
+    assert "cancelled" in widget.status.value
+    frames = set(np.round(viewer.layers["detections"].data[:, 0]).astype(int))
+    assert frames == set(done)
+    assert widget.run_button.enabled and not widget.cancel_button.enabled
+
+
+def test_unet_probability_map_and_model_errors(viewer, qtbot, tmp_path):
+    from napari_kinetochores._widgets._models import FROM_FILE
+    from napari_kinetochores._widgets.detect import DetectWidget
+    from napari_kinetochores.nn.checkpoint import bundled_model_path
+
+    add_sample(viewer, reference=False)
+    n_layers = len(viewer.layers)
+    widget = DetectWidget(viewer)
+    widget.method.value = "unet"
+    if bundled_model_path("default", must_exist=False) is None:
+        widget.model.value = "default"
+        widget.run_button.changed.emit(True)
+        assert "no bundled model named 'default'" in messages("error")[-1]
+        assert not widget.running and len(viewer.layers) == n_layers
+
+    widget.model.value = FROM_FILE
+    assert not widget.model_file.native.isHidden()  # shown for "model file…"
+    widget.model_file.value = tmp_path / "missing.pt"
+    widget.run_button.changed.emit(True)
+    assert "model file not found" in messages("error")[-1]
+
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a checkpoint")
+    widget.model_file.value = broken
+    run_detection(qtbot, widget)  # fails inside the worker
+    assert "not a readable checkpoint" in messages("error")[-1]
+    assert widget.run_button.enabled and len(viewer.layers) == n_layers + 1
+
+    widget.model_file.value = random_checkpoint(tmp_path / "random.pt")
+    widget.probability.value = True
+    widget.frames.value = "range"
+    widget.first.value, widget.last.value = 1, 1
+    run_detection(qtbot, widget)
+    probability = viewer.layers["detections probability"]
+    assert probability.data.shape == (4, 26, 88, 88)
+    assert tuple(probability.scale) == pytest.approx(SCALE)
+    assert float(np.asarray(probability.data[1]).max()) > 0
+    assert float(np.asarray(probability.data[0]).max()) == 0
+    points = viewer.layers["detections"]
+    assert set(np.round(points.data[:, 0]).astype(int)) <= {1}
+
+
+def test_bad_layers_give_notifications(viewer):
+    from napari_kinetochores._widgets.detect import DetectWidget
+
+    flat = viewer.add_image(np.zeros((64, 64), np.float32), name="flat")
+    widget = DetectWidget(viewer)
+    widget.image.value = flat
+    widget.method.value = "classical"
+    widget.run_button.changed.emit(True)
+    assert "2D" in messages("error")[-1] and "3D" in messages("error")[-1]
+
+    egfp = add_sample(viewer, reference=False)[0]
+    widget.image.value = egfp
+    widget.output.value = "EGFP"  # an image layer, not points
+    widget.run_button.changed.emit(True)
+    assert "is a image layer; a points layer is needed" in messages("error")[-1]
+
+    viewer.add_points(np.zeros((1, 4)), name="unscaled")
+    widget.output.value = "unscaled"
+    widget.run_button.changed.emit(True)
+    assert "different scales" in messages("error")[-1]
+    assert [layer.name for layer in viewer.layers] == ["flat", "EGFP", "mCherry", "unscaled"]
+    assert len(viewer.layers["unscaled"].data) == 1
+    assert isinstance(viewer.layers["unscaled"].features, pd.DataFrame)
