@@ -55,7 +55,8 @@ def show(volume, points, reference, method: str, headless: bool, output: Path) -
     import napari
     import numpy as np
 
-    viewer = napari.Viewer(title="napari-kinetochores demo", show=not headless)
+    # Headless runs happen under Xvfb: a real (virtual) window renders, a hidden one gives black frames.
+    viewer = napari.Viewer(title="napari-kinetochores demo", show=True)
     scale = (1.0, *volume.voxel_size_um)
     colours = ["green", "magenta"]
     for c in range(volume.n_channels):
@@ -83,7 +84,8 @@ def show(volume, points, reference, method: str, headless: bool, output: Path) -
     viewer.reset_view()
     if headless:
         path = output / "screenshot.png"
-        viewer.screenshot(str(path), canvas_only=True, size=(800, 800))
+        viewer.window._qt_window.resize(1400, 900)
+        viewer.screenshot(str(path), canvas_only=False)
         print(f"wrote {path}")
         viewer.close()
     else:
