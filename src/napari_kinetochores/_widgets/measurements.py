@@ -357,7 +357,8 @@ class MeasurementsWidget(KinetochoreWidget):
             values = table[column].to_numpy()
             for r, value in enumerate(values):
                 if isinstance(value, float | np.floating):
-                    text = "" if not np.isfinite(value) else f"{value:.3f}"
+                    digits = ".0f" if column == "t" else ".3f"
+                    text = "" if not np.isfinite(value) else f"{value:{digits}}"
                 else:
                     text = str(value)
                 widget.setItem(r, c, QTableWidgetItem(text))
