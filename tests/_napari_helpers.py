@@ -54,6 +54,19 @@ def random_checkpoint(path: Path) -> Path:
     )
 
 
+def quick_config(folder: Path) -> Path:
+    """``configs/tiny.yaml`` with a smaller validation movie: a training epoch in ~1 s."""
+    import yaml
+
+    values = yaml.safe_load((ROOT / "configs" / "tiny.yaml").read_text())
+    values["validation"]["simulation"] = {"shape_zyx": [12, 40, 40], "n_pairs": 4}
+    values["validation"]["thresholds"] = [0.5]
+    values["tile_shape"] = [12, 40, 40]
+    path = Path(folder) / "quick.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
 def world(layer, rows: np.ndarray) -> np.ndarray:
     """World coordinates (what the viewer shows) of data coordinates of a layer."""
     return np.array([layer.data_to_world(row) for row in np.atleast_2d(rows)])

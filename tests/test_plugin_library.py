@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _napari_helpers import quick_config
 from napari_kinetochores.errors import InputError
 from napari_kinetochores.io import (
     list_datasets,
@@ -137,7 +138,7 @@ def test_train_from_in_memory_samples(tmp_path):
 
     volume = read_volume(SAMPLE)
     gt = read_points(SAMPLE_GT, voxel_size_um=volume.voxel_size_um)
-    config = load_config(ROOT / "configs" / "tiny.yaml")
+    config = load_config(quick_config(tmp_path))
     config.output_dir = str(tmp_path / "run")
     config.epochs, config.steps_per_epoch = 1, 2
     rows = []

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from _napari_helpers import ROOT, add_sample, messages, skip_without_display
+from _napari_helpers import add_sample, messages, quick_config, skip_without_display
 
 skip_without_display()
 pytestmark = pytest.mark.gui
@@ -48,7 +48,7 @@ def test_train_cancel_keeps_best_and_detect_lists_it(make_napari_viewer, qtbot, 
     detect = DetectWidget(viewer)
     widget.image.value, widget.points.value = egfp, gt
     widget.start_model.value = NEW_MODEL
-    widget.base_config.value = ROOT / "configs" / "tiny.yaml"
+    widget.base_config.value = quick_config(tmp_path)
     widget.epochs.value, widget.steps.value = 20, 1
     widget.output.value = tmp_path / "run"
     widget.train_button.changed.emit(True)
