@@ -476,15 +476,7 @@ def write_points(path: str | Path, points: pd.DataFrame, voxel_size_um: Sequence
         if c in df.columns:
             df[c] = _as_int_ids(df[c], c, path)
     df = _order(df)
-
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        df.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return write_csv(path, df)
 
 
 def write_csv(path: str | Path, table: pd.DataFrame, *, index: bool = False) -> Path:
