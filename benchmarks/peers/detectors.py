@@ -183,6 +183,8 @@ class BigFish(Detector):
     """
 
     name = "bigfish"
+    candidate_floor = 0.5
+    """Candidates: local maxima above this fraction of the automatic threshold (the oracle's range)."""
 
     def _params(self, voxel_size_um):
         voxel_nm = tuple(float(v) * 1000 for v in voxel_size_um)
@@ -219,11 +221,13 @@ class BigFish(Detector):
         filtered = stack.log_filter(image, radius_px)
         mask = detection.local_maximum_detection(filtered, min_distance=radius_px)
         auto = float(detection.automated_threshold_setting(filtered, mask))
-        values = filtered[mask]
-        low = float(np.percentile(values, 50)) if values.size else 0.0
-        spots, _ = detection.spots_thresholding(
-            filtered, mask, min(low, auto), remove_duplicate=True
-        )
+        floor = self.candidate_floor * auto if auto > 0 else auto
+        spots, _ = detection.spots_thresholding(filtered, mask, floor, remove_duplicate=True)
+        n_auto = int(np.count_nonzero(filtered[mask] > auto))
+        keep = max(3 * n_auto, 150)  # the strongest candidates are enough for the oracle sweep
+        if len(spots) > keep:
+            values = filtered[tuple(np.asarray(spots).T)]
+            spots = np.asarray(spots)[np.argsort(values)[::-1][:keep]]
         spots = np.asarray(spots, int).reshape(-1, 3)
         return spots.astype(float), filtered[tuple(spots.T)].astype(float), auto
 
@@ -232,6 +236,7 @@ class BigFishSubpixel(BigFish):
     """Big-FISH ``detect_spots`` followed by its ``fit_subpixel`` (a gaussian fit per spot)."""
 
     name = "bigfish_subpixel"
+    candidate_floor = 0.8  # one gaussian fit per candidate is slow: a narrower oracle range
 
     def settings(self, voxel_size_um):
         return {**super().settings(voxel_size_um), "subpixel": "bigfish.detection.fit_subpixel"}
@@ -325,7 +330,7 @@ class BlobLog(Detector):
     scales = (0.8, 1.25)
     num_sigma = 3
     threshold = 0.2
-    candidate_threshold = 0.02
+    candidate_threshold = 0.05
 
     def settings(self, voxel_size_um):
         sigma = sigma_px(voxel_size_um)

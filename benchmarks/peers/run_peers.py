@@ -142,6 +142,14 @@ def _table(rows: np.ndarray) -> pd.DataFrame:
     )
 
 
+def _strongest(table: pd.DataFrame, gt: pd.DataFrame) -> pd.DataFrame:
+    """Per frame, the 10 × (true spots) + 100 highest-scoring candidates (the oracle's useful range)."""
+    parts = []
+    for t, frame in table.groupby("t"):
+        parts.append(frame.nlargest(10 * int((gt["t"] == t).sum()) + 100, "score"))
+    return pd.concat(parts, ignore_index=True) if parts else table
+
+
 def pooled_metrics(pairs: list[tuple[pd.DataFrame, pd.DataFrame, tuple]]) -> dict:
     """Our matching over several movies: counts summed, errors pooled over all matched pairs."""
     from napari_kinetochores.matching import evaluate_points
@@ -247,7 +255,7 @@ def run_accuracy(
                 result = np.load(out)
                 auto_thresholds[key] = float(result["auto_threshold"])
                 candidates[key].setdefault(name, []).append(
-                    (_table(result["candidates"]), gt, voxel)
+                    (_strongest(_table(result["candidates"]), gt), gt, voxel)
                 )
                 if m == 0 or key in check_all:
                     autos[key].setdefault(name, []).append((_table(result["auto"]), gt, voxel, m))
@@ -264,11 +272,15 @@ def run_accuracy(
         scores = np.concatenate(
             [p["score"].to_numpy() for runs in candidates[key].values() for p, _, _ in runs]
         )
-        grid = (
-            np.unique(np.quantile(scores, np.linspace(0, 0.995, 60)))
-            if scores.size
-            else np.zeros(1)
+        # Threshold grid: quantiles of the strongest candidates (5 per true spot), so that the
+        # grid is dense where the answer lies rather than among the noise maxima.
+        n_true = sum(len(gt) for runs in candidates[key].values() for _, gt, _ in runs)
+        top = (
+            np.sort(scores)[-min(len(scores), 5 * max(n_true, 1)) :] if scores.size else np.zeros(1)
         )
+        grid = np.unique(np.quantile(top, np.linspace(0, 1, 80)))
+        if np.isfinite(auto):
+            grid = np.unique(np.append(grid, auto))
         curves = {}
         frames_same = frames_total = 0
         crosscheck[key] = {}
@@ -542,10 +554,8 @@ def method_specs(args) -> dict:
 
 
 def default_models() -> list[str]:
-    if (REPO / "src/napari_kinetochores/models/default.pt").is_file():
-        return ["default"]
-    fallback = REPO / "runs" / "default" / "best.pt"
-    return [f"default-run={fallback}"] if fallback.is_file() else []
+    """Every bundled model (src/napari_kinetochores/models/*.pt), by name."""
+    return sorted(p.stem for p in (REPO / "src/napari_kinetochores/models").glob("*.pt"))
 
 
 def versions(python: str) -> dict:
@@ -604,7 +614,7 @@ def main() -> int:
         "--models",
         nargs="*",
         default=None,
-        help="UNet checkpoints, NAME=PATH or bundled names (default: the bundled 'default')",
+        help="UNet checkpoints, NAME=PATH or bundled names (default: every bundled model)",
     )
     parser.add_argument(
         "--methods", nargs="*", default=None, help="run only these methods (keys or names)"
@@ -622,6 +632,11 @@ def main() -> int:
     )
     parser.add_argument(
         "--skip", nargs="*", default=[], choices=["accuracy", "speed", "memory", "real"]
+    )
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="merge this run's methods into the existing output file instead of replacing it",
     )
     parser.add_argument("--output", type=Path, default=BENCH / "results" / "peers.json")
     args = parser.parse_args()
@@ -676,6 +691,7 @@ def main() -> int:
                     workers, conditions, 5 if full else 2, scratch, check_all={"blob_log"}
                 )
                 results["phase_seconds"]["accuracy"] = time.perf_counter() - started
+                save(args, results)
             sizes = args.sizes or [64, 128, 256, 512] + ([1024] if full else [])
             frames = scaling_frames(sizes, scratch, full)
             if "speed" not in args.skip:
@@ -687,11 +703,13 @@ def main() -> int:
                     "methods": run_speed(workers, frames, (0.30, 0.13, 0.13), args.repeats),
                 }
                 results["phase_seconds"]["speed"] = time.perf_counter() - started
+                save(args, results)
             if "real" not in args.skip:
                 started = time.perf_counter()
                 print("real data", flush=True)
                 results["real_data"] = run_real(workers, scratch, args.repeats)
                 results["phase_seconds"]["real"] = time.perf_counter() - started
+                save(args, results)
         finally:
             for worker in workers.values():
                 worker.close()
@@ -704,13 +722,57 @@ def main() -> int:
                 "methods": run_memory(specs, frames[name], (0.30, 0.13, 0.13), log_dir),
             }
             results["phase_seconds"]["memory"] = time.perf_counter() - started
+            save(args, results)
     results["phase_seconds"]["total"] = time.perf_counter() - began
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(
-        json.dumps(_finite(results), indent=2, default=_jsonable, allow_nan=False)
-    )
+    save(args, results)
     print(f"wrote {args.output} ({results['phase_seconds']['total']:.0f} s)")
     return 0
+
+
+def save(args, results: dict) -> None:
+    """Write the results so far (after every phase, so that an interrupted run keeps its work).
+
+    With ``--merge``, the methods of this run are merged into the results
+    already in the output file (for a method added later, e.g. Spotiflow
+    once trained); the file then says which methods were timed in which run.
+    """
+    out = results
+    if args.merge and args.output.is_file():
+        out = _merge(json.loads(args.output.read_text()), results)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.output.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(_finite(out), indent=2, default=_jsonable, allow_nan=False))
+    tmp.replace(args.output)
+
+
+def _merge(old: dict, new: dict) -> dict:
+    merged = json.loads(json.dumps(_finite(old), default=_jsonable))
+    runs = merged.setdefault(
+        "runs", [{"date": old.get("date"), "methods": list(old.get("methods", {}))}]
+    )
+    if not runs or runs[-1].get("date") != new.get("date"):
+        runs.append({"date": new.get("date"), "methods": list(new.get("methods", {}))})
+    merged.setdefault("methods", {}).update(new.get("methods", {}))
+    for key in ("spotiflow_training", "peers_env"):
+        if key in new:
+            merged[key] = new[key]
+    if "accuracy" in new:
+        accuracy = merged.setdefault("accuracy", new["accuracy"])
+        for name, row in new["accuracy"]["conditions"].items():
+            accuracy["conditions"].setdefault(name, {}).update(row)
+        for part in ("global_oracle", "auto_consistency", "detector_seconds"):
+            accuracy.setdefault(part, {}).update(new["accuracy"].get(part, {}))
+        tables = accuracy.setdefault("crosscheck", {}).setdefault("tables", {})
+        tables.update(new["accuracy"]["crosscheck"]["tables"])
+        accuracy["crosscheck"]["all_tp_equal"] = bool(
+            accuracy["crosscheck"].get("all_tp_equal", True)
+            and new["accuracy"]["crosscheck"]["all_tp_equal"]
+        )
+    for part in ("speed", "memory", "real_data"):
+        if part in new and new[part]:
+            target = merged.setdefault(part, new[part])
+            target.setdefault("methods", {}).update(new[part]["methods"])
+    return merged
 
 
 def _finite(value):

@@ -80,6 +80,12 @@ def main() -> int:
     parser.add_argument("--levels", type=int, default=4)
     parser.add_argument("--grid", type=int, default=2)
     parser.add_argument(
+        "--cache",
+        type=Path,
+        default=REPO / "runs" / "spotiflow_data",
+        help="folder that keeps the simulated volumes between runs",
+    )
+    parser.add_argument(
         "--samples-per-epoch",
         type=int,
         default=None,

@@ -35,7 +35,7 @@ def find_peaks(
 
     A voxel is a peak when it is the largest value within a cuboid
     neighbourhood of half-size ``min_distance_um`` (in µm, so anisotropy is
-    respected) and above the threshold. A plateau of equal maximal voxels gives
+    respected; at least one voxel on each axis) and above the threshold. A plateau of equal maximal voxels gives
     one peak at its centre. Peaks closer than ``min_distance_um`` (physical
     Euclidean distance) are then thinned, keeping the strongest.
 
@@ -94,7 +94,9 @@ def find_peaks(
     if not finite.all():
         signed = np.where(finite, signed, -np.inf).astype(np.float32)
 
-    radius = _radius_voxels(min_distance_um, voxel_size_um)
+    # At least the 26-neighbourhood: otherwise a spot would be a maximum in
+    # several slices and those would merge into one flat "plateau".
+    radius = np.maximum(_radius_voxels(min_distance_um, voxel_size_um), 1)
     size = tuple(int(2 * r + 1) for r in radius)
     local_max = ndimage.maximum_filter(signed, size=size, mode="nearest")
     candidates = (signed == local_max) & np.isfinite(signed)
