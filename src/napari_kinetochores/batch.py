@@ -287,7 +287,7 @@ class BatchResult:
 # --------------------------------------------------------------------------- cluster
 
 
-def _open_client(scheduler: str | None, n_workers: int | None, echo: Callable[[str], None]):
+def _open_client(scheduler: str | None, n_workers: int | None):
     """Connect to ``scheduler``, or start a LocalCluster; returns (client, cluster or None)."""
     import logging
 
@@ -302,7 +302,7 @@ def _open_client(scheduler: str | None, n_workers: int | None, echo: Callable[[s
     workers = max(1, int(n_workers or os.cpu_count() or 1))
     cluster = LocalCluster(
         n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-        silence_logs=logging.ERROR,
+        silence_logs=logging.CRITICAL,  # failures are reported per frame in the manifest
     )
     try:
         client = Client(cluster)
@@ -316,8 +316,7 @@ def _torch_threads(client, cluster) -> int | None:
     """Torch threads per worker on a LocalCluster: the machine's cores shared out."""
     if cluster is None:
         return None
-    n_workers = max(1, len(client.scheduler_info(n_workers=-1).get("workers", {})))
-    return max(1, (os.cpu_count() or 1) // n_workers)
+    return max(1, (os.cpu_count() or 1) // max(1, len(client.nthreads())))
 
 
 def _plugin_name(options: DetectionOptions, model_sha: str | None) -> str:
@@ -497,11 +496,11 @@ def run_batch(
     own_client = client is None
     cluster = None
     if own_client:
-        client, cluster = _open_client(scheduler, n_workers, echo)
+        client, cluster = _open_client(scheduler, n_workers)
     result = BatchResult(manifest_path, manifest)
     plugin_name = None
     try:
-        n_found = len(client.scheduler_info(n_workers=-1).get("workers", {}))
+        n_found = len(client.nthreads())
         manifest["cluster"] = {
             "scheduler": client.scheduler.address,
             "dashboard": client.dashboard_link,
@@ -615,7 +614,7 @@ def run_batch(
                 save_manifest()
             except OSError:
                 pass
-        if plugin_name is not None and not own_client:
+        if plugin_name is not None and cluster is None:  # a shared cluster: free the model
             _unregister(client, plugin_name)
         if own_client:
             client.close()
@@ -696,7 +695,7 @@ def detect_on_cluster(
     own_client = client is None
     cluster = None
     if own_client:
-        client, cluster = _open_client(scheduler_address, None, lambda _m: None)
+        client, cluster = _open_client(scheduler_address, None)
     plugin_name = None
     try:
         plugin_name = _register(client, options, model_sha, _torch_threads(client, cluster))
@@ -731,7 +730,7 @@ def detect_on_cluster(
                 if progress_callback is not None:
                     progress_callback(len(tables), len(selected))
     finally:
-        if plugin_name is not None and not own_client:
+        if plugin_name is not None and cluster is None:  # a shared cluster: free the model
             _unregister(client, plugin_name)
         if own_client:
             client.close()
