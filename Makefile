@@ -23,9 +23,11 @@ $(PY):
 
 # torch first, pinned: on a CPU machine torch==2.13.0 is the local CPU build, and
 # torchvision==0.28.0 (declared by pytorch3dunet) matches it, so pip never pulls CUDA.
+# The stardist extra (stardist + tensorflow-cpu) is installed too, so the tests cover
+# the StarDist backend; it pulls no torch.
 $(VENV)/.stamp-install: pyproject.toml | $(PY)
 	$(PIP) install --quiet "torch==2.13.0" "torchvision==0.28.0"
-	$(PIP) install --quiet -e ".[dev]"
+	$(PIP) install --quiet -e ".[dev,stardist]"
 	touch $@
 
 install: $(VENV)/.stamp-install
@@ -40,8 +42,10 @@ system-deps:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
+# Two pytest processes: TensorFlow (the StarDist tests) and Qt crash when they share one.
 test: install system-deps
-	xvfb-run -a -s "-screen 0 1280x1024x24" $(PY) -m pytest -q
+	xvfb-run -a -s "-screen 0 1280x1024x24" $(PY) -m pytest -q -m "not tensorflow"
+	$(PY) -m pytest -q -m tensorflow
 
 demo: install system-deps
 	@if [ -n "$$DISPLAY" ]; then \

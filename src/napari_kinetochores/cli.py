@@ -43,8 +43,10 @@ def _detection_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", help="HDF5 dataset key")
     parser.add_argument("--channel", type=int, default=0, help="kinetochore channel (default 0)")
     parser.add_argument("--all-channels", action="store_true", help="also report the other channels' spots")
-    parser.add_argument("--method", choices=("unet", "classical"), default="unet")
-    parser.add_argument("--model", help="UNet checkpoint path or bundled model name")
+    parser.add_argument("--method", choices=("unet", "classical", "stardist"), default="unet")
+    parser.add_argument(
+        "--model", help="UNet checkpoint or StarDist model folder (path or bundled name)"
+    )
     parser.add_argument(
         "--threshold", type=float,
         help="peak threshold (UNet: probability; classical: noise sigmas); default: the model's",
@@ -126,8 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
     ev.add_argument("--per-frame", type=Path, help="write per-frame metrics to this CSV")
 
-    tr = sub.add_parser("train", help="train a UNet from a YAML config")
+    tr = sub.add_parser("train", help="train a UNet (or a StarDist 3D model) from a YAML config")
     tr.add_argument("config", type=Path)
+    tr.add_argument(
+        "--backend", choices=("unet", "stardist"),
+        help="network to train (default: the config's `backend:` key, else unet); "
+        'stardist needs pip install "napari-kinetochores[stardist]"',
+    )
     tr.add_argument("--output-dir", type=Path, help="overrides the config's output folder")
     tr.add_argument("--resume", type=Path, help="checkpoint to resume from")
     tr.add_argument("--device", choices=("cuda", "mps", "cpu"))
@@ -233,9 +240,36 @@ def _json_safe(value):
     return value
 
 
+def _config_backend(path: Path) -> str | None:
+    """The `backend:` key of a training config, if it has one."""
+    import yaml
+
+    try:
+        values = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError):
+        return None  # the config loader reports the problem
+    return values.get("backend") if isinstance(values, dict) else None
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from napari_kinetochores.nn.training import load_config, train
 
+    declared = _config_backend(args.config)
+    backend = args.backend or declared or "unet"
+    if declared is not None and declared != backend:
+        raise InputError(f"this is a {declared} config; use --backend {declared}", args.config)
+    if backend == "stardist":
+        from napari_kinetochores.stardist_backend import load_stardist_config, train_stardist
+
+        config = load_stardist_config(args.config)
+        if args.output_dir is not None:
+            config.output_dir = str(args.output_dir)
+        result = train_stardist(config, resume=args.resume)
+        print(
+            f"StarDist model: {result.model_dir} (validation F1 {result.best_f1:.4f} at "
+            f"probability {result.threshold:g})"
+        )
+        return 0
     config = load_config(args.config)
     if args.output_dir is not None:
         config.output_dir = str(args.output_dir)

@@ -19,7 +19,7 @@ import pandas as pd
 from napari_kinetochores.errors import InputError
 from napari_kinetochores.io.points import points_frame
 
-METHODS = ("unet", "classical")
+METHODS = ("unet", "classical", "stardist")
 
 
 @dataclass
@@ -28,21 +28,24 @@ class DetectionOptions:
 
     Attributes
     ----------
-    method : {"unet", "classical"}
+    method : {"unet", "classical", "stardist"}
+        "stardist" needs the extra ``napari-kinetochores[stardist]``.
     channel : int
         The kinetochore channel (0 = EGFP by convention).
     threshold : float or None
         Peak threshold: a probability for the UNet, robust noise sigmas for
-        the classical detector. None takes the model's (or detector's) default.
+        the classical detector, an object probability for StarDist. None
+        takes the model's (or detector's) default.
     min_distance_um : float or None
         Smallest distance between two detections, in µm. None: the default.
     model : str or None
-        UNet checkpoint: a path, or the name of a bundled model. None: the
-        bundled default.
+        UNet checkpoint (or StarDist model folder): a path, or the name of a
+        bundled model. None: the bundled default.
     all_channels : bool
         Also report the second marker's spots (tagged by ``channel``).
     tile_shape : (3,) tuple or None
-        UNet inference tile (Z, Y, X) in voxels. None: the model's default.
+        Inference tile (Z, Y, X) in voxels (StarDist: the largest tile, which
+        sets its ``n_tiles``). None: the model's default.
     batch_size : int
     device : str or None
         "cuda", "mps" or "cpu"; None chooses automatically.
@@ -130,6 +133,20 @@ def iter_detections(
                 volume, t, options.channel, threshold=options.threshold,
                 min_distance_um=options.min_distance_um, all_channels=options.all_channels,
                 prediction=prediction,
+            )
+            yield t, _table(t, found, voxel_size_um)
+        return
+    if options.method == "stardist":
+        from napari_kinetochores.stardist_backend import StarDistDetector
+
+        detector = StarDistDetector.load(options.model, tile_shape=options.tile_shape)
+        detector.check_input(volume, options.channel)
+        for t in selected:
+            if cancelled is not None and cancelled():
+                return
+            found = detector.detect_frame(
+                volume, t, options.channel, threshold=options.threshold,
+                min_distance_um=options.min_distance_um, all_channels=options.all_channels,
             )
             yield t, _table(t, found, voxel_size_um)
         return
