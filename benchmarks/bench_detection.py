@@ -179,9 +179,10 @@ import numpy as np
 sys.path.insert(0, {here!r})
 from bench_detection import ArrayVolume, big_frame
 from napari_kinetochores.detection import DetectionOptions, detect_movie
-frame = big_frame({kind!r})
+frame, truth = big_frame({kind!r})
 volume = ArrayVolume(frame, {voxel!r})
-options = DetectionOptions(method={method!r}, model={model!r})
+rss_before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the frame itself, imports
+options = DetectionOptions(method={method!r}, model={model!r}, tile_shape={tile!r})
 timings = {{}}
 if {method!r} == "unet":
     import napari_kinetochores.nn.inference as inference
@@ -193,13 +194,17 @@ if {method!r} == "unet":
 start = time.perf_counter()
 points = detect_movie(volume, options, progress=False)
 seconds = time.perf_counter() - start
-print(json.dumps({{"seconds": seconds, "n": len(points), "timings": timings,
+from napari_kinetochores.matching import match_points
+match = match_points(points[["z", "y", "x"]].to_numpy(), truth, {voxel!r}, 0.3)
+print(json.dumps({{"seconds": seconds, "n": len(points), "timings": timings, "f1@0.3": match.f1,
+                  "tp": match.tp, "n_true": len(truth),
+                  "rss_before_mb": rss_before_mb,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
 """
 
 
-def big_frame(kind: str) -> np.ndarray:
-    """A (1, 1, 61, 1000, 1000) float32 frame.
+def big_frame(kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """A (1, 1, 61, 1000, 1000) uint16 frame, as a camera writes it, and its true spots (N, 3).
 
     ``"cell"``: one simulated 61 × 256 × 256 cell region in the centre of a
     noisy empty field (real cells fill a small part of the field).
@@ -209,21 +214,29 @@ def big_frame(kind: str) -> np.ndarray:
     from napari_kinetochores.simulate import SNR_LEVELS, SimulationParams, simulate_movie
 
     rng = np.random.default_rng(7)
-    cell = simulate_movie(
+    movie = simulate_movie(
         SimulationParams(n_frames=1, shape_zyx=(61, 256, 256), n_pairs=40, snr=SNR_LEVELS["moderate"]), seed=7
-    ).image[0, 0].astype(np.float32)
+    )
+    cell = movie.image[0, 0]
+    spots = movie.points[movie.points["channel"] == 0][["z", "y", "x"]].to_numpy(float)
     background = float(np.median(cell))
-    noise = float(np.std(cell[:, :8, :8]))
+    noise = float(np.std(cell[:, :8, :8].astype(np.float32)))
     if kind == "cell":
-        field = rng.normal(background, noise, (61, 1000, 1000)).astype(np.float32)
+        field = np.empty((61, 1000, 1000), np.uint16)
+        for plane in field:  # plane by plane: no float64 copy of the whole frame
+            plane[...] = np.clip(np.round(rng.normal(background, noise, plane.shape)), 0, 65535)
         field[:, 372:628, 372:628] = cell
+        truth = spots + (0, 372, 372)
     else:
         field = np.tile(cell, (1, 2, 2))
-    return field[None, None]
+        truth = np.concatenate([spots + (0, dy, dx) for dy in (0, 256) for dx in (0, 256)])
+    return field[None, None], truth
 
 
-def run_speed(method: str, model: str | None, kind: str) -> dict:
-    code = SPEED_SNIPPET.format(here=str(HERE), kind=kind, voxel=VOXEL, method=method, model=model)
+def run_speed(method: str, model: str | None, kind: str, tile_shape=None) -> dict:
+    code = SPEED_SNIPPET.format(
+        here=str(HERE), kind=kind, voxel=VOXEL, method=method, model=model, tile=tile_shape
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -277,6 +290,7 @@ def main() -> int:
             summary[key] = {
                 "median_seconds": seconds,
                 "peak_rss_mb": float(max(r["peak_rss_mb"] for r in runs)),
+                "rss_before_detection_mb": float(max(r["rss_before_mb"] for r in runs)),
                 "detections": runs[0]["n"],
                 "runs": runs,
             }

@@ -15,12 +15,15 @@ from napari_kinetochores.errors import InputError  # noqa: E402
 from napari_kinetochores.nn import losses  # noqa: E402
 from napari_kinetochores.nn.checkpoint import ModelInfo, load_checkpoint, save_checkpoint  # noqa: E402
 from napari_kinetochores.nn.data import (  # noqa: E402
+    noise_statistics,
+    normalize_noise,
     normalize_percentile,
     sample_patch,
+    sample_rows,
     stack_input,
     temporal_indices,
 )
-from napari_kinetochores.nn.inference import predict_volume  # noqa: E402
+from napari_kinetochores.nn.inference import predict_volume, signal_mask  # noqa: E402
 from napari_kinetochores.nn.model import ModelConfig, build_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -178,6 +181,68 @@ def test_normalize_percentile():
     assert not normalize_percentile(np.full((2, 3, 3), 7.0)).any()
 
 
+def _field_with_cell(field_yx: int, seed: int = 0) -> tuple[np.ndarray, tuple]:
+    """Poisson noise (mean 100) over a (16, field, field) frame; 20 spots of +60 in a 48² centre.
+
+    Returns the frame and the index of the 20 spot centres.
+    """
+    rng = np.random.default_rng(seed)
+    frame = rng.poisson(100, (16, field_yx, field_yx)).astype(np.float32)
+    centre = field_yx // 2
+    z, y, x = np.indices((5, 7, 7))
+    blob = 60 * np.exp(-((z - 2) ** 2) / 2 - ((y - 3) ** 2 + (x - 3) ** 2) / 4)
+    centres = []
+    for k in range(20):
+        cy, cx = centre - 24 + 10 * (k % 5), centre - 24 + 10 * (k // 5)
+        frame[6:11, cy - 3 : cy + 4, cx - 3 : cx + 4] += blob
+        centres.append((8, cy, cx))
+    return frame, tuple(np.array(centres).T)
+
+
+def test_noise_normalisation_does_not_depend_on_the_empty_field():
+    """The defect of percentile normalisation: a large empty field stretches its noise."""
+    small, spot = _field_with_cell(64)
+    large, spot_large = _field_with_cell(512)
+    peak_small = normalize_noise(small)[spot].mean()  # 60 / 10 sigmas / 10 units: about 0.6
+    peak_large = normalize_noise(large)[spot_large].mean()
+    assert peak_small == pytest.approx(0.6, rel=0.15)
+    assert peak_large == pytest.approx(peak_small, rel=0.05)
+    # noise has sigma 1 / NOISE_UNITS = 0.1 whatever the field
+    assert normalize_noise(large)[:, :100, :100].std() == pytest.approx(0.1, rel=0.05)
+    # whereas percentiles of the large field stretch its noise (its 99.8th percentile is noise)
+    noise_small = normalize_percentile(small)[:, :16, :16].std()
+    noise_large = normalize_percentile(large)[:, :16, :16].std()
+    assert noise_large > 1.1 * noise_small
+
+
+def test_noise_statistics_ignore_smooth_background_and_spots():
+    rng = np.random.default_rng(3)
+    haze = np.linspace(0, 500, 256, dtype=np.float32)[None, None, :]  # strong x gradient
+    volume = rng.normal(0, 4.0, (8, 64, 256)).astype(np.float32) + haze
+    volume[:, 30:34, 100:104] += 300  # bright spots do not move the medians
+    background, sigma = noise_statistics(sample_rows(volume))
+    assert sigma == pytest.approx(4.0, rel=0.05)
+    assert background == pytest.approx(float(np.median(volume)), rel=1e-3)
+    # rows of tiles give the same statistics as rows of the whole
+    tiles = [sample_rows(volume[:, :, :128]), sample_rows(volume[:, :, 128:])]
+    assert noise_statistics(tiles)[1] == pytest.approx(sigma, rel=0.02)
+    # photon-starved data (mostly 0, MAD 0) still gets a sigma; a constant volume maps to 0
+    sparse = (rng.random((4, 32, 32)) < 0.1).astype(np.float32)
+    assert noise_statistics(sample_rows(sparse))[1] > 0
+    assert not normalize_noise(np.full((2, 8, 8), 7.0)).any()
+    with pytest.raises(InputError, match="NaN"):
+        noise_statistics(np.array([[1.0, np.nan]]))
+
+
+def test_signal_mask_finds_the_cell_not_the_noise():
+    frame, _ = _field_with_cell(256)
+    mask = signal_mask(frame)
+    assert mask[:, 104:152, 104:152].any()
+    outside = mask.copy()
+    outside[:, 96:160, 96:160] = False
+    assert not outside.any()
+
+
 def test_sample_patch_biased_to_spots():
     rng = np.random.default_rng(0)
     image = np.zeros((1, 16, 64, 64), np.float32)
@@ -222,15 +287,20 @@ def test_empty_tiles_are_skipped():
         return original_forward(x, *args, **kwargs)
 
     model.forward = counting_forward
-    stack = np.zeros((1, 8, 64, 64), np.float32)
-    stack[0, 2:6, 5:15, 5:15] = 1.0
+    rng = np.random.default_rng(5)
+    stack = rng.normal(0, 0.1, (1, 8, 64, 64)).astype(np.float32)  # noise, in noise units
+    stack[0, 2:6, 5:10, 5:10] += 0.5  # one dim spot, 5 sigmas, in the first tile
     prediction = predict_volume(model, stack, (8, 32, 32), overlap=(0, 0, 0), divisor=config.divisor)
     assert sum(calls) == 1
     assert prediction.shape == (1, 8, 64, 64)
     assert np.all(prediction[:, :, 32:, 32:] == 0)
-    nothing = predict_volume(model, np.zeros((1, 8, 64, 64), np.float32), (8, 32, 32),
-                             empty_value=1.0, divisor=config.divisor)
+    noise_only = rng.normal(0, 0.1, (1, 8, 64, 64)).astype(np.float32)
+    nothing = predict_volume(model, noise_only, (8, 32, 32), empty_value=1.0, divisor=config.divisor)
     assert np.all(nothing == 1.0) and sum(calls) == 1
+    constant = predict_volume(model, np.zeros((1, 8, 64, 64), np.float32), (8, 32, 32), divisor=config.divisor)
+    assert not constant.any() and sum(calls) == 1
+    predict_volume(model, noise_only, (8, 32, 32), (0, 0, 0), skip_empty=False, divisor=config.divisor)
+    assert sum(calls) == 5
 
 
 # --- checkpoints ---------------------------------------------------------------
@@ -247,6 +317,11 @@ def test_checkpoint_round_trip(tmp_path):
     loaded = load_checkpoint(path)
     assert loaded.config == config
     assert loaded.info.threshold == pytest.approx(0.37)
+    assert loaded.info.normalization == "noise" and loaded.info.noise_units == 10.0
+    # a checkpoint from before noise normalisation keeps its percentile normalisation
+    del payload["info"]["normalization"]
+    torch.save(payload, tmp_path / "old.pt")
+    assert load_checkpoint(tmp_path / "old.pt").info.normalization == "percentile"
     x = torch.rand(1, 6, 4, 16, 16)
     model.eval()
     with torch.inference_mode():

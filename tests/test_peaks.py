@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from napari_kinetochores.errors import InputError
 from napari_kinetochores.peaks import find_peaks
@@ -232,3 +233,19 @@ def test_bad_input_raises(kwargs):
     arguments = {"volume": volume, "voxel_size_um": VOXEL, "threshold_abs": 0.1, **kwargs}
     with pytest.raises(InputError):
         find_peaks(**arguments)
+
+
+def test_thresholded_search_in_the_box_equals_the_whole_search():
+    """With threshold_abs the search is cut to the box around voxels above it: same peaks."""
+    rng = np.random.default_rng(11)
+    volume = ndimage.gaussian_filter(rng.random((20, 80, 80)), (1, 2, 2)).astype(np.float32)
+    volume[:, :30, :] *= 0.5  # peaks only in part of the volume
+    threshold = float(np.quantile(volume, 0.995))
+    boxed = find_peaks(volume, (0.3, 0.13, 0.13), 0.3, threshold_abs=threshold, refine="gaussian")
+    # a relative threshold that removes nothing switches the box off
+    whole = find_peaks(
+        volume, (0.3, 0.13, 0.13), 0.3, threshold_abs=threshold, threshold_rel=-1e9, refine="gaussian"
+    )
+    assert len(boxed[0]) > 3
+    np.testing.assert_array_equal(boxed[0], whole[0])
+    np.testing.assert_array_equal(boxed[1], whole[1])

@@ -98,6 +98,21 @@ def find_peaks(
     # several slices and those would merge into one flat "plateau".
     radius = np.maximum(_radius_voxels(min_distance_um, voxel_size_um), 1)
     size = tuple(int(2 * r + 1) for r in radius)
+    # With an absolute threshold, only the box around voxels above it can hold peaks; the
+    # margin (neighbourhood + the refinement's neighbour) makes the search there exact.
+    offset = np.zeros(3, int)
+    if threshold_abs is not None and threshold_rel is None:
+        above = signed > (threshold_abs if mode == "max" else -threshold_abs)
+        if not above.any():
+            return np.zeros((0, 3)), np.zeros(0)
+        box = []
+        for axis in range(3):
+            present = np.flatnonzero(above.any(axis=tuple(a for a in range(3) if a != axis)))
+            start = max(int(present[0]) - int(radius[axis]) - 1, 0)
+            box.append(slice(start, min(int(present[-1]) + int(radius[axis]) + 2, signed.shape[axis])))
+            offset[axis] = start
+        del above
+        signed = signed[tuple(box)]
     local_max = ndimage.maximum_filter(signed, size=size, mode="nearest")
     candidates = (signed == local_max) & np.isfinite(signed)
     if threshold_abs is not None:
@@ -120,23 +135,27 @@ def find_peaks(
     labels, n_labels = ndimage.label(candidates, structure=np.ones((3, 3, 3), bool))
     if n_labels == 0:
         return np.zeros((0, 3)), np.zeros(0)
-    centres = np.asarray(
-        ndimage.center_of_mass(candidates, labels, np.arange(1, n_labels + 1)), dtype=float
-    ).reshape(-1, 3)
+    # Plateau centres from the candidate voxels alone (not a pass over the whole volume),
+    # in the coordinates of the whole volume.
+    local = np.argwhere(labels)
+    voxel_labels = labels[tuple(local.T)] - 1
+    voxels = local + offset
+    plateau_size = np.bincount(voxel_labels, minlength=n_labels)
+    centres = np.stack(
+        [np.bincount(voxel_labels, voxels[:, axis], n_labels) for axis in range(3)], axis=1
+    ) / plateau_size[:, None]
     # Represent each plateau by its member voxel closest to the plateau centre.
-    voxels = np.argwhere(labels)
-    voxel_labels = labels[tuple(voxels.T)] - 1
     dist_to_centre = np.sum((voxels - centres[voxel_labels]) ** 2, axis=1)
     order = np.lexsort((dist_to_centre, voxel_labels))
     first = np.r_[True, voxel_labels[order][1:] != voxel_labels[order][:-1]]
     peak_voxels = voxels[order][first]
-    plateau_size = np.bincount(voxel_labels, minlength=n_labels)
-    scores = signed[tuple(peak_voxels.T)].astype(float)
+    peak_labels = voxel_labels[order][first]
+    scores = signed[tuple((peak_voxels - offset).T)].astype(float)
 
     order = np.argsort(-scores, kind="stable")
-    peak_voxels, scores = peak_voxels[order], scores[order]
-    plateau_size = plateau_size[labels[tuple(peak_voxels.T)] - 1]
-    plateau_centres = centres[labels[tuple(peak_voxels.T)] - 1]
+    peak_voxels, scores, peak_labels = peak_voxels[order], scores[order], peak_labels[order]
+    plateau_size = plateau_size[peak_labels]
+    plateau_centres = centres[peak_labels]
 
     # Thin peaks that are closer than the minimum distance (strongest first).
     voxel = np.asarray(voxel_size_um, dtype=float)
@@ -154,7 +173,7 @@ def find_peaks(
 
     coords = peak_voxels.astype(float)
     if refine != "none":
-        coords = _refine(signed, peak_voxels, refine)
+        coords = _refine(signed, peak_voxels, refine, origin=offset)
     # Plateaus have no curvature to refine: their centre is the best estimate.
     flat = plateau_size > 1
     coords[flat] = plateau_centres[flat]
@@ -172,10 +191,18 @@ def find_peaks(
     return coords, scores
 
 
-def _refine(signed: np.ndarray, peaks: np.ndarray, method: str) -> np.ndarray:
-    """Sub-voxel refinement of integer peak positions (vectorised over peaks)."""
-    shape = np.asarray(signed.shape)
+def _refine(
+    signed: np.ndarray, peaks: np.ndarray, method: str, origin: np.ndarray | None = None
+) -> np.ndarray:
+    """Sub-voxel refinement of integer peak positions (vectorised over peaks).
+
+    ``signed`` may be a box of a larger volume starting at voxel ``origin``;
+    ``peaks`` and the result are in the larger volume's coordinates.
+    """
     coords = peaks.astype(float)
+    if origin is not None:
+        peaks = peaks - np.asarray(origin, int)
+    shape = np.asarray(signed.shape)
     if method == "centroid":
         offsets = np.stack(np.meshgrid(*[np.arange(-1, 2)] * 3, indexing="ij"), -1).reshape(-1, 3)
         positions = peaks[:, None, :] + offsets[None]

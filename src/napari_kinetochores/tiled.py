@@ -24,8 +24,8 @@ The one exception is a plateau of several neighbouring voxels with exactly the
 same float32 score (it does not happen in noisy images): its centre is then
 computed in tile coordinates and may differ in the last bit.
 
-UNet: the tiles are normalised with the percentiles of the whole frame (the
-same strided subsample as untiled inference), and the network's own tiling
+UNet: the tiles are normalised with the noise statistics of the whole frame
+(gathered from rows of every tile), and the network's own tiling
 runs inside each tile. The halo is larger than the network's overlap, but
 the blending of the network tiles differs from untiled inference, so the
 probabilities differ slightly near tile seams and the detections can differ
@@ -324,18 +324,31 @@ def detect_classical_tiled(
     return _merge(found)
 
 
-def _percentile_limits(volume, t: int, channel: int, tiles: Sequence[Tile], percentiles) -> tuple[float, float]:
-    """Low and high percentiles of a frame, from the subsample untiled normalisation uses."""
+def _frame_normalisation(volume, t: int, channel: int, tiles: Sequence[Tile], detector):
+    """How to normalise the tiles of one frame like the whole frame: a function block -> input."""
+    from napari_kinetochores.nn.data import noise_statistics, normalize_noise, sample_rows
+
     shape = volume.shape[2:]
-    step = _subsample_step(int(np.prod(shape)), 4_000_000, 2_000_000)
-    samples = [
-        _strided_pick(read_region(volume, t, channel, tile.core), tile.core_start, shape, step)
-        for tile in tiles
-    ]
-    low, high = np.percentile(np.concatenate(samples), percentiles)
-    if not np.isfinite(low) or not np.isfinite(high):
-        raise InputError("volume contains NaN or infinite values", volume.path)
-    return float(low), float(high)
+    if detector.info.normalization == "percentile":  # older checkpoints
+        step = _subsample_step(int(np.prod(shape)), 4_000_000, 2_000_000)
+        samples = [
+            _strided_pick(read_region(volume, t, channel, tile.core), tile.core_start, shape, step)
+            for tile in tiles
+        ]
+        low, high = np.percentile(np.concatenate(samples), detector.info.percentiles)
+        if not np.isfinite(low) or not np.isfinite(high):
+            raise InputError("volume contains NaN or infinite values", volume.path)
+        if high <= low:
+            return lambda block: np.zeros(block.shape, np.float32)
+        return lambda block: ((block - low) / (high - low)).astype(np.float32, copy=False)
+    per_tile = max(1, 2_000_000 // len(tiles))
+    rows = [sample_rows(read_region(volume, t, channel, tile.core), per_tile) for tile in tiles]
+    try:
+        statistics = noise_statistics(rows)
+    except InputError as error:
+        raise InputError(str(error), volume.path) from None
+    units = float(detector.info.noise_units)
+    return lambda block: normalize_noise(block, units, statistics=statistics)
 
 
 def detect_unet_tiled(
@@ -382,7 +395,7 @@ def detect_unet_tiled(
         for c in detector.input_channels(channel)
         for ti in temporal_indices(t, volume.n_frames, detector.config.temporal_window)
     ]
-    limits = {key: _percentile_limits(volume, *key, tiles, detector.info.percentiles) for key in set(inputs)}
+    normalise = {key: _frame_normalisation(volume, *key, tiles, detector) for key in set(inputs)}
     distance = detector.config.target == "distance"
     wanted = [
         (index, channel if detected == 0 else detected)
@@ -393,15 +406,16 @@ def detect_unet_tiled(
     for tile in tiles:
         planes = []
         for key in inputs:
-            low, high = limits[key]
-            block = read_region(volume, *key, tile.read)
-            planes.append(np.zeros_like(block) if high <= low else (block - low) / (high - low))
+            planes.append(normalise[key](read_region(volume, *key, tile.read)))
         prediction = detector._predict_with_retry(np.stack(planes), 1.0 if distance else 0.0)
         del planes
         if map_writer is not None:
             map_writer(tile.core, prediction[(slice(None), *tile.core_in_read)])
         for index, movie_channel in wanted:
-            coords, scores = detector.peaks_from_prediction(prediction[index], voxel, threshold, min_distance)
+            coords, scores = detector.peaks_from_prediction(
+                prediction[index], voxel, threshold, min_distance,
+                image=read_region(volume, t, movie_channel, tile.read),
+            )
             voxels = np.round(coords).astype(np.int64) + np.asarray(tile.read_start)
             keep = _in_core(voxels, tile)
             found[movie_channel].append(

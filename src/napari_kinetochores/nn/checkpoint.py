@@ -29,6 +29,10 @@ class ModelInfo:
     """How to use a trained model (stored next to its weights)."""
 
     voxel_size_um: tuple[float, float, float] = (0.30, 0.13, 0.13)
+    # "noise": input in noise units (nn.data.normalize_noise); "percentile": the
+    # percentile normalisation of checkpoints written before it.
+    normalization: str = "noise"
+    noise_units: float = 10.0
     percentiles: tuple[float, float] = (1.0, 99.8)
     threshold: float = 0.5
     min_distance_um: float = 0.3
@@ -59,6 +63,8 @@ def save_checkpoint(
         "model_config": config.to_dict(),
         "info": {
             "voxel_size_um": list(info.voxel_size_um),
+            "normalization": info.normalization,
+            "noise_units": float(info.noise_units),
             "percentiles": list(info.percentiles),
             "threshold": float(info.threshold),
             "min_distance_um": float(info.min_distance_um),
@@ -113,6 +119,8 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> LoadedModel:
     raw_info = dict(payload.get("info", {}))
     info = ModelInfo(
         voxel_size_um=tuple(raw_info.get("voxel_size_um", (0.3, 0.13, 0.13))),
+        normalization=str(raw_info.get("normalization", "percentile")),  # older checkpoints
+        noise_units=float(raw_info.get("noise_units", 10.0)),
         percentiles=tuple(raw_info.get("percentiles", (1.0, 99.8))),
         threshold=float(raw_info.get("threshold", 0.5)),
         min_distance_um=float(raw_info.get("min_distance_um", 0.3)),
@@ -121,6 +129,8 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> LoadedModel:
         tile_shape=tuple(raw_info.get("tile_shape", (32, 128, 128))),
         training=dict(raw_info.get("training", {})),
     )
+    if info.normalization not in ("noise", "percentile"):
+        raise InputError(f"unknown input normalisation {info.normalization!r} in checkpoint", path)
     model = build_model(config)
     try:
         model.load_state_dict(payload["state_dict"], strict=True)

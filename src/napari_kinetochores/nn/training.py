@@ -269,7 +269,7 @@ def validate(model, config: TrainConfig, movies, device: str) -> dict:
         )
         prediction = predict_volume(
             model, stack, config.tile_shape, device=device, empty_value=1.0 if distance else 0.0,
-            divisor=config.model.divisor,
+            divisor=config.model.divisor, signal_channel=config.model.temporal_window // 2,
         )[0]
         gt = movie.points
         gt = gt[(np.round(gt["t"]) == t) & (gt["channel"] == config.model.detected_channels[0])]

@@ -1,0 +1,58 @@
+"""Tests of sub-voxel refinement of detections on the image (refine.refine_detections)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_kinetochores.errors import InputError
+from napari_kinetochores.refine import refine_detections
+
+VOXEL = np.array((0.3, 0.13, 0.13))
+
+
+def _spots(seed: int, n: int = 40, snr: float = 10.0):
+    """Gaussian spots (sigma 0.25, 0.12, 0.12 µm) at random sub-voxel positions, noise sigma 1."""
+    rng = np.random.default_rng(seed)
+    shape = (20, 96, 96)
+    truth = rng.uniform((3, 6, 6), np.array(shape) - (3, 6, 6), (n, 3))
+    truth = truth[np.argsort(truth[:, 1])]
+    image = rng.normal(100, 1.0, shape).astype(np.float32)
+    grid = np.indices(shape).reshape(3, -1).T
+    sigma = np.array((0.25, 0.12, 0.12)) / VOXEL
+    for point in truth:
+        near = np.all(np.abs(grid - point) < 4 * sigma + 1, axis=1)
+        d2 = (((grid[near] - point) / sigma) ** 2).sum(axis=1)
+        image.reshape(-1)[np.flatnonzero(near)] += snr * np.exp(-d2 / 2)
+    return image, truth
+
+
+def _error_nm(coords, truth):
+    return np.linalg.norm((coords - truth) * VOXEL, axis=1) * 1000
+
+
+def test_refinement_recovers_sub_voxel_centres():
+    image, truth = _spots(0)
+    start = np.round(truth) + np.random.default_rng(1).integers(-1, 2, truth.shape)  # ±1 voxel off
+    refined = refine_detections(image, start, VOXEL)
+    assert refined.shape == truth.shape
+    assert np.median(_error_nm(refined, truth)) < 35  # a voxel is 300 nm in z, 130 nm in y, x
+    assert np.median(_error_nm(refined, truth)) < 0.5 * np.median(_error_nm(np.round(truth), truth))
+
+
+def test_refinement_keeps_points_without_signal_and_handles_edges():
+    image = np.random.default_rng(2).normal(0, 1, (8, 32, 32)).astype(np.float32)
+    image[...] = 0.0
+    points = np.array([[0, 0, 0], [7, 31, 31], [4.2, 10.3, 20.7]])
+    np.testing.assert_array_equal(refine_detections(image, points, VOXEL), points)
+    assert refine_detections(image, np.zeros((0, 3)), VOXEL).shape == (0, 3)
+    with pytest.raises(InputError, match="3-D"):
+        refine_detections(image[0], points, VOXEL)
+
+
+def test_refinement_stays_inside_the_volume():
+    rng = np.random.default_rng(4)
+    image = rng.normal(0, 0.1, (6, 24, 24)).astype(np.float32)
+    image[0, 0, 0] = image[5, 23, 23] = 50.0  # bright spots in opposite corners
+    refined = refine_detections(image, [[0, 0, 0], [5, 23, 23], [0, 1, 1]], VOXEL)
+    assert np.all(refined >= -0.5) and np.all(refined <= np.array(image.shape) - 0.5)
