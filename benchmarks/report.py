@@ -70,16 +70,15 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def bold_best(values: list, higher: bool = True) -> list[str]:
+def bold_best(values: list, higher: bool = True, digits: int = 3) -> list[str]:
     """Format numbers, the best one (or ties) in bold."""
     finite = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
     best = (max(finite) if higher else min(finite)) if finite else None
     out = []
     for v in values:
-        text = num(v)
-        out.append(
-            f"**{text}**" if best is not None and v is not None and text == num(best) else text
-        )
+        text = num(v, digits)
+        same = best is not None and v is not None and text == num(best, digits)
+        out.append(f"**{text}**" if same else text)
     return out
 
 
@@ -260,12 +259,15 @@ def detection_section(detection: dict, images: Path, doc_dir: Path) -> str:
                     num(value.get("peak_rss_mb"), 0),
                     num(value.get("outside_forward_fraction")),
                     str(value.get("detections", "–")),
+                    num(value.get("f1@0.3")),
                     f"{value.get('skipped_tiles', '–')}/{value.get('tiles', '–')}",
                 ]
             )
         out += [
-            "Speed and memory on a 61 × 1000 × 1000 frame (subprocess per run; `unet` = one cell in the "
-            "centre of an empty field, `unet_everywhere` = a 512² field full of cells):",
+            "Speed and memory on a 61 × 1000 × 1000 uint16 frame (subprocess per run; `unet` = one cell "
+            "in the centre of an empty field, `unet_everywhere` = a 61 × 512 × 512 field full of cells; "
+            "`_fp32` = `--precision fp32`, otherwise bfloat16 autocast on this CPU; peak RSS includes "
+            "the frame itself; F1 at 0.3 µm against the planted spots; tiles skipped / run):",
             "",
             table(
                 [
@@ -274,7 +276,8 @@ def detection_section(detection: dict, images: Path, doc_dir: Path) -> str:
                     "peak RSS (MB)",
                     "outside forward pass",
                     "detections",
-                    "skipped tiles",
+                    "F1",
+                    "skipped / run tiles",
                 ],
                 rows,
             ),
@@ -373,6 +376,17 @@ def peers_section(peers: dict, images: Path, doc_dir: Path) -> str:
             "downloaded offline; a GPU and hours of training would likely make it better.",
             "",
         ]
+        steps = training.get("steps_done") or 0
+        if steps < 2000:
+            out += [
+                f"**Caveat: {steps} optimisation steps are far too few for Spotiflow.** Its authors "
+                "train for hundreds of epochs on a GPU; here the CPU budget (shared with model "
+                "trainings) allowed a few minutes. Read Spotiflow's numbers below as what a "
+                "CPU-budget training of it gives, not as what Spotiflow can do. Re-run "
+                "`benchmarks/peers/train_spotiflow.py --minutes N` (or on a GPU) and "
+                "`run_peers.py` to update them.",
+                "",
+            ]
     accuracy = peers.get("accuracy")
     if accuracy:
         out += _accuracy_part(peers, accuracy, keys, labels, images, doc_dir)
@@ -394,9 +408,10 @@ def peers_section(peers: dict, images: Path, doc_dir: Path) -> str:
             "### Peak memory",
             "",
             f"A fresh process per method detects once on the {memory['frame']} frame; `ru_maxrss`, and the "
-            "RSS after the library and model are loaded (torch alone weighs a few hundred MB):",
+            "RSS of the idle worker before its first call (the libraries load on first use, so the "
+            "difference includes them: torch alone weighs a few hundred MB):",
             "",
-            table(["method", "peak RSS (MB)", "after load (MB)", "peak − load (MB)"], rows),
+            table(["method", "peak RSS (MB)", "idle worker (MB)", "peak − idle (MB)"], rows),
             "",
         ]
     if peers.get("real_data"):
@@ -432,7 +447,7 @@ def _accuracy_part(peers, accuracy, keys, labels, images, doc_dir) -> list[str]:
         rows = []
         for name, row in conditions.items():
             values = [row.get(k, {}).get(kind, {}).get(metric) for k in present]
-            cells = bold_best(values, higher) if digits == 3 else [num(v, digits) for v in values]
+            cells = bold_best(values, higher, digits)
             rows.append([name, *cells])
         return table(head, rows)
 
@@ -467,7 +482,7 @@ def _accuracy_part(peers, accuracy, keys, labels, images, doc_dir) -> list[str]:
         "**Median localisation error (nm) of matched spots at 0.3 µm, automatic thresholds** "
         "(p95 in the full table below)",
         "",
-        metric_table("auto", "median_nm", higher=False),
+        metric_table("auto", "median_nm", higher=False, digits=0),
         "",
     ]
     detail = []
@@ -503,6 +518,7 @@ def _accuracy_part(peers, accuracy, keys, labels, images, doc_dir) -> list[str]:
                 "condition",
                 "method",
                 "threshold",
+                "value",
                 "P@0.15",
                 "R@0.15",
                 "F1@0.15",
@@ -716,27 +732,28 @@ def _wins_part(peers, labels, ours, unets, peer_keys) -> list[str]:
                         f"{num(row[p][kind]['median_nm'], 0)} nm against our {num(best_mine, 0)} nm."
                     )
     speed = peers.get("speed", {}).get("methods", {})
-    if speed:
+    timed = [k for k in mine_keys if k in speed]
+    if timed:
         largest = list(next(iter(speed.values())).keys())[-1]
-        for k in mine_keys:
-            if k not in speed:
-                continue
-            for p in peer_keys:
-                if p in speed and speed[p][largest]["median_s"] < speed[k][largest]["median_s"]:
-                    lines.append(
-                        f"- Speed on the {largest} frame: {labels[p]} "
-                        f"{seconds(speed[p][largest]['median_s'])} against {labels[k]} "
-                        f"{seconds(speed[k][largest]['median_s'])}."
-                    )
-    memory = peers.get("memory", {}).get("methods", {})
-    for k in mine_keys:
-        if k not in memory:
-            continue
+        fastest = min(timed, key=lambda k: speed[k][largest]["median_s"])
+        mine = speed[fastest][largest]["median_s"]
         for p in peer_keys:
-            if p in memory and memory[p]["peak_rss_mb"] < memory[k]["peak_rss_mb"]:
+            if p in speed and speed[p][largest]["median_s"] < mine:
+                theirs = speed[p][largest]["median_s"]
+                lines.append(
+                    f"- Speed on the {largest} frame: {labels[p]} {seconds(theirs)} against "
+                    f"{labels[fastest]} {seconds(mine)} ({mine / theirs:.1f}× faster)."
+                )
+    memory = peers.get("memory", {}).get("methods", {})
+    measured = [k for k in mine_keys if k in memory]
+    if measured:
+        lightest = min(measured, key=lambda k: memory[k]["peak_rss_mb"])
+        mine = memory[lightest]["peak_rss_mb"]
+        for p in peer_keys:
+            if p in memory and memory[p]["peak_rss_mb"] < mine:
                 lines.append(
                     f"- Peak memory: {labels[p]} {num(memory[p]['peak_rss_mb'], 0)} MB against "
-                    f"{labels[k]} {num(memory[k]['peak_rss_mb'], 0)} MB."
+                    f"{labels[lightest]} {num(mine, 0)} MB."
                 )
     out += lines or ["- Nowhere in this run."]
     out.append("")
@@ -782,6 +799,23 @@ def matching_section(matching: dict, images: Path, doc_dir: Path) -> str:
 # ----------------------------------------------------------------------------- doc
 
 
+def _hand_written(text: str, name: str) -> bool:
+    return f"<!-- {name}-lead:begin -->" in text
+
+
+def matching_plot_part(matching: dict, images: Path, doc_dir: Path) -> str:
+    """Only the log-log plot of matching time (the table is in the hand-written section)."""
+    if not plot_matching(matching, images / "bench_matching_scaling.png"):
+        return ""
+    rel = (images / "bench_matching_scaling.png").relative_to(doc_dir).as_posix()
+    return (
+        "### Matching time against the number of points\n\n"
+        "From `benchmarks/results/matching.json` (table in *Matching speed* above): our "
+        "`match_points` against scipy's dense Hungarian assignment, log-log.\n\n"
+        f"![matching scaling]({rel})\n"
+    )
+
+
 def replace_section(text: str, name: str, body: str) -> str:
     """Put ``body`` between the ``name`` markers, or append a marked section at the end."""
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
@@ -810,16 +844,21 @@ def main() -> int:
     images.mkdir(parents=True, exist_ok=True)
     text = args.doc.read_text() if args.doc.is_file() else HEADER
     written = []
+    # A section written by hand under a "<name>-lead" marker takes precedence: then this
+    # script leaves that topic alone (and only adds its plot where it has one).
     detection = load(args.results / "detection.json")
-    if detection:
+    if detection and not _hand_written(text, "detection"):
         text = replace_section(text, "detection", detection_section(detection, images, doc_dir))
         written.append("detection")
+    matching = load(args.results / "matching.json")
     peers = load(args.results / "peers.json")
     if peers:
-        text = replace_section(text, "peers", peers_section(peers, images, doc_dir))
+        body = peers_section(peers, images, doc_dir)
+        if matching and _hand_written(text, "matching"):
+            body += "\n" + matching_plot_part(matching, images, doc_dir)
+        text = replace_section(text, "peers", body)
         written.append("peers")
-    matching = load(args.results / "matching.json")
-    if matching:
+    if matching and not _hand_written(text, "matching"):
         text = replace_section(text, "matching", matching_section(matching, images, doc_dir))
         written.append("matching")
     args.doc.parent.mkdir(parents=True, exist_ok=True)

@@ -221,6 +221,8 @@ class BigFish(Detector):
         filtered = stack.log_filter(image, radius_px)
         mask = detection.local_maximum_detection(filtered, min_distance=radius_px)
         auto = float(detection.automated_threshold_setting(filtered, mask))
+        # Big-FISH keeps values > threshold; scores >= the next float up select the same spots.
+        auto = float(np.nextafter(np.float32(auto), np.float32(np.inf)))
         floor = self.candidate_floor * auto if auto > 0 else auto
         spots, _ = detection.spots_thresholding(filtered, mask, floor, remove_duplicate=True)
         n_auto = int(np.count_nonzero(filtered[mask] > auto))
