@@ -110,13 +110,13 @@ def make_movies(condition: dict, n_movies: int, n_frames: int):
     return movies
 
 
-def evaluate_method(method: str, model: str | None, movies, thresholds=None):
+def evaluate_method(method: str, model: str | None, movies, thresholds=None, precision: str = "auto"):
     from napari_kinetochores.detection import DetectionOptions, detect_movie
     from napari_kinetochores.matching import evaluate_points
 
     rows = []
     for volume, truth in movies:
-        options = DetectionOptions(method=method, model=model)
+        options = DetectionOptions(method=method, model=model, precision=precision)
         needs_two = model is not None and _model_channels(model) > 1
         if needs_two and volume.n_channels < 2:
             return None
@@ -182,7 +182,7 @@ from napari_kinetochores.detection import DetectionOptions, detect_movie
 frame, truth = big_frame({kind!r})
 volume = ArrayVolume(frame, {voxel!r})
 rss_before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the frame itself, imports
-options = DetectionOptions(method={method!r}, model={model!r}, tile_shape={tile!r})
+options = DetectionOptions(method={method!r}, model={model!r}, tile_shape={tile!r}, precision={precision!r})
 timings = {{}}
 if {method!r} == "unet":
     import napari_kinetochores.nn.inference as inference
@@ -233,9 +233,10 @@ def big_frame(kind: str) -> tuple[np.ndarray, np.ndarray]:
     return field[None, None], truth
 
 
-def run_speed(method: str, model: str | None, kind: str, tile_shape=None) -> dict:
+def run_speed(method: str, model: str | None, kind: str, tile_shape=None, precision="auto") -> dict:
     code = SPEED_SNIPPET.format(
-        here=str(HERE), kind=kind, voxel=VOXEL, method=method, model=model, tile=tile_shape
+        here=str(HERE), kind=kind, voxel=VOXEL, method=method, model=model, tile=tile_shape,
+        precision=precision,
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -259,8 +260,9 @@ def main() -> int:
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, {__import__('os').cpu_count()} cores",
         "n_movies_per_condition": n_movies,
-        "accuracy": {},
     }
+    if not args.skip_accuracy:
+        results["accuracy"] = {}
     movies_by_condition = {}
     if not args.skip_accuracy:
         for name, condition in CONDITIONS.items():
@@ -268,6 +270,10 @@ def main() -> int:
             row = {"classical": evaluate_method("classical", None, movies_by_condition[name])}
             for label, path in models.items():
                 row[label] = evaluate_method("unet", path, movies_by_condition[name])
+            first_label, first_path = next(iter(models.items()))
+            row[f"{first_label} fp32"] = evaluate_method(
+                "unet", first_path, movies_by_condition[name], precision="fp32"
+            )
             results["accuracy"][name] = row
             print(name, json.dumps({k: None if v is None else round(v["f1@0.3"], 3) for k, v in row.items()}), flush=True)
         first = next(iter(models.values()))
@@ -279,11 +285,13 @@ def main() -> int:
     if not args.skip_speed:
         repeats = 1 if args.quick else 3
         first = next(iter(models.values()))
-        speed = {"classical": [], "unet": [], "unet_everywhere": []}
+        speed = {"classical": [], "unet": [], "unet_fp32": [], "unet_everywhere": [], "unet_everywhere_fp32": []}
         for _ in range(repeats):  # A/B interleaved
             speed["classical"].append(run_speed("classical", None, "cell"))
             speed["unet"].append(run_speed("unet", first, "cell"))
+            speed["unet_fp32"].append(run_speed("unet", first, "cell", precision="fp32"))
             speed["unet_everywhere"].append(run_speed("unet", first, "everywhere"))
+            speed["unet_everywhere_fp32"].append(run_speed("unet", first, "everywhere", precision="fp32"))
         summary = {}
         for key, runs in speed.items():
             seconds = float(np.median([r["seconds"] for r in runs]))
@@ -292,6 +300,8 @@ def main() -> int:
                 "peak_rss_mb": float(max(r["peak_rss_mb"] for r in runs)),
                 "rss_before_detection_mb": float(max(r["rss_before_mb"] for r in runs)),
                 "detections": runs[0]["n"],
+                "f1@0.3": runs[0].get("f1@0.3"),
+                "true_spots": runs[0].get("n_true"),
                 "runs": runs,
             }
             forward = [r["timings"].get("forward_s") for r in runs if r["timings"]]
@@ -306,6 +316,12 @@ def main() -> int:
         print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "runs"} for k, v in summary.items()}, indent=1))
 
     args.output.parent.mkdir(parents=True, exist_ok=True)
+    if (args.skip_accuracy or args.skip_speed) and args.output.exists():
+        # a partial run keeps the other part of the previous results
+        previous = json.loads(args.output.read_text())
+        for key in ("accuracy", "threshold_sweep", "n_movies_per_condition") if args.skip_accuracy else ("speed",):
+            if key in previous:
+                results[key] = previous[key]
     args.output.write_text(json.dumps(results, indent=2, default=float))
     print(f"wrote {args.output}")
     return 0

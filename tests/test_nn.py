@@ -418,3 +418,20 @@ def test_config_errors(tmp_path):
     with pytest.raises(InputError, match="distance"):
         load_config(bad)
     assert math.isfinite(load_config(REPO / "configs" / "tiny.yaml").lr)
+
+
+def test_precision_choice_and_bf16_agreement():
+    from napari_kinetochores.nn.inference import reduced_precision
+
+    assert reduced_precision("cpu", "fp32") is False
+    assert reduced_precision("cuda", "auto") is True
+    with pytest.raises(InputError, match="precision"):
+        reduced_precision("cpu", "half")
+    torch.manual_seed(0)
+    config = tiny_config()
+    model = build_model(config).eval()
+    stack = np.random.default_rng(2).normal(0, 0.1, (1, 8, 32, 32)).astype(np.float32)
+    stack[0, 3:5, 10:13, 10:13] += 1.0
+    exact = predict_volume(model, stack, (8, 32, 32), skip_empty=False, autocast=False, divisor=config.divisor)
+    reduced = predict_volume(model, stack, (8, 32, 32), skip_empty=False, autocast=True, divisor=config.divisor)
+    assert np.abs(reduced - exact).max() < 0.05  # bfloat16 keeps 8 bits of mantissa

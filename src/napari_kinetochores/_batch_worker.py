@@ -120,10 +120,7 @@ class DetectorPlugin(WorkerPlugin):
                     import torch
 
                     torch.set_num_threads(int(self.torch_threads))
-                self._detector = UNetDetector.load(
-                    self.options.model, device=self.options.device,
-                    tile_shape=self.options.tile_shape, batch_size=self.options.batch_size,
-                )
+                self._detector = UNetDetector.from_options(self.options)
                 self.n_loads += 1
             return self._detector
 

@@ -56,6 +56,11 @@ def _detection_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tile-shape", nargs=3, type=int, metavar=("Z", "Y", "X"))
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--device", choices=("cuda", "mps", "cpu"))
+    parser.add_argument(
+        "--precision", choices=("auto", "fp32"), default="auto",
+        help="UNet arithmetic: auto = float16 on CUDA, bfloat16 on CPUs with native bfloat16 "
+        "(AVX512-BF16/AMX); fp32 = float32 everywhere",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -67,7 +72,7 @@ def _detection_options(args: argparse.Namespace):
         method=args.method, channel=args.channel, threshold=args.threshold,
         min_distance_um=args.min_distance_um, model=args.model, all_channels=args.all_channels,
         tile_shape=None if args.tile_shape is None else tuple(args.tile_shape),
-        batch_size=args.batch_size, device=args.device,
+        batch_size=args.batch_size, device=args.device, precision=args.precision,
     )
 
 

@@ -49,6 +49,11 @@ class DetectionOptions:
     batch_size : int
     device : str or None
         "cuda", "mps" or "cpu"; None chooses automatically.
+    precision : {"auto", "fp32"}
+        UNet arithmetic. "auto": float16 autocast on CUDA, bfloat16 on CPUs
+        with native bfloat16 (AVX512-BF16 or AMX), float32 elsewhere (the
+        accuracy of both against float32 is in docs/benchmarks.md).
+        "fp32": float32 everywhere.
     """
 
     method: str = "unet"
@@ -60,6 +65,7 @@ class DetectionOptions:
     tile_shape: tuple[int, int, int] | None = None
     batch_size: int = 1
     device: str | None = None
+    precision: str = "auto"
 
 
 def _frame_range(n_frames: int, frames: Iterable[int] | None) -> list[int]:
@@ -117,10 +123,7 @@ def iter_detections(
     if options.method == "unet":
         from napari_kinetochores.nn.inference import UNetDetector
 
-        detector = UNetDetector.load(
-            options.model, device=options.device, tile_shape=options.tile_shape,
-            batch_size=options.batch_size,
-        )
+        detector = UNetDetector.from_options(options)
         detector.check_input(volume, options.channel)
         for t in selected:
             if cancelled is not None and cancelled():

@@ -473,10 +473,7 @@ def detect_frame_tiled(
         if detector is None:
             from napari_kinetochores.nn.inference import UNetDetector
 
-            detector = UNetDetector.load(
-                options.model, device=options.device, tile_shape=options.tile_shape,
-                batch_size=options.batch_size,
-            )
+            detector = UNetDetector.from_options(options)
         writer = None if map_writer is None else (lambda region, block: map_writer(region, block, 0))
         found = detect_unet_tiled(
             volume, t, detector, options.channel, options.threshold, options.min_distance_um,

@@ -39,6 +39,23 @@ def choose_device(requested: str | None = None) -> str:
     return "cpu"
 
 
+def reduced_precision(device: str, precision: str = "auto") -> bool:
+    """Whether to autocast: "auto" uses float16 on CUDA and bfloat16 on CPUs that have it natively."""
+    import torch
+
+    if precision not in ("auto", "fp32"):
+        raise InputError(f"precision must be 'auto' or 'fp32', got {precision!r}")
+    if precision == "fp32":
+        return False
+    if device == "cuda":
+        return True
+    if device == "cpu":
+        cpu = getattr(torch, "cpu", None)
+        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+    return False
+
+
 def _tile_starts(size: int, tile: int, overlap: int) -> list[int]:
     if size <= tile:
         return [0]
@@ -241,8 +258,10 @@ class UNetDetector:
         device: str,
         tile_shape: Sequence[int] | None = None,
         batch_size: int = 1,
+        precision: str = "auto",
     ) -> None:
         self.loaded = loaded
+        self.autocast = reduced_precision(device, precision)
         self.model = loaded.model
         self.config = loaded.config
         self.info = loaded.info
@@ -257,11 +276,20 @@ class UNetDetector:
         device: str | None = None,
         tile_shape: Sequence[int] | None = None,
         batch_size: int = 1,
+        precision: str = "auto",
     ) -> UNetDetector:
         """Load a checkpoint by path or bundled name (None: the bundled default)."""
         path = bundled_model_path(model)
         chosen = choose_device(device)
-        return cls(load_checkpoint(path, device=chosen), chosen, tile_shape, batch_size)
+        return cls(load_checkpoint(path, device=chosen), chosen, tile_shape, batch_size, precision)
+
+    @classmethod
+    def from_options(cls, options) -> UNetDetector:
+        """The detector a :class:`napari_kinetochores.detection.DetectionOptions` asks for."""
+        return cls.load(
+            options.model, device=options.device, tile_shape=options.tile_shape,
+            batch_size=options.batch_size, precision=getattr(options, "precision", "auto"),
+        )
 
     def check_input(self, volume, channel: int = 0) -> None:
         """Fail early, naming the file, when the movie cannot feed this model."""
@@ -323,7 +351,7 @@ class UNetDetector:
                 return predict_volume(
                     self.model, stack, tile, batch_size=self.batch_size, device=self.device,
                     signal_channel=self.signal_channel, empty_value=empty_value,
-                    divisor=self.config.divisor,
+                    divisor=self.config.divisor, autocast=self.autocast,
                 )
             except torch.OutOfMemoryError:
                 if self.device != "cuda" or np.all(tile <= np.asarray(self.config.divisor) * 2):
