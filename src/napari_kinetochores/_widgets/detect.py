@@ -1,5 +1,9 @@
 """Detect kinetochores: the library's frame-by-frame detection in a napari worker.
 
+StarDist (extra ``[stardist]``) runs in a separate process
+(:mod:`napari_kinetochores.isolated`), because TensorFlow and Qt crash when
+they share one; its frames arrive one by one all the same.
+
 The widget builds a :class:`~napari_kinetochores.detection.DetectionOptions`
 and runs :func:`~napari_kinetochores.detection.iter_detections`, the same
 pipeline as ``kinetochores detect``, in a thread worker. Each finished frame
@@ -52,6 +56,16 @@ from napari_kinetochores.errors import InputError
 FRAME_CHOICES = ("current", "range", "all")
 
 
+def detection_methods() -> list[str]:
+    """UNet and classical; StarDist too when its extra is installed (it runs in its own process)."""
+    import importlib.util
+
+    methods = ["unet", "classical"]
+    if importlib.util.find_spec("stardist") is not None:
+        methods.append("stardist")
+    return methods
+
+
 @thread_worker
 def detection_worker(
     volume: Any,
@@ -72,13 +86,19 @@ def detection_worker(
         predictions[t] = prediction[0]
 
     try:
-        for t, table in iter_detections(
-            volume,
-            options,
-            frames,
-            cancelled=cancel.is_set,
-            on_prediction=keep if with_probability else None,
-        ):
+        if options.method == "stardist":  # TensorFlow cannot share a process with Qt
+            from napari_kinetochores.isolated import iter_detections_isolated
+
+            frames_done = iter_detections_isolated(volume, options, frames, cancelled=cancel.is_set)
+        else:
+            frames_done = iter_detections(
+                volume,
+                options,
+                frames,
+                cancelled=cancel.is_set,
+                on_prediction=keep if with_probability else None,
+            )
+        for t, table in frames_done:
             yield t, table, predictions.pop(t, None)
     except Exception as error:  # reported by the widget as a notification
         return {"error": error}
@@ -99,10 +119,17 @@ class DetectWidget(KinetochoreWidget):
         self.image = self.layer_combo("EGFP image", "image")
         self.second = self.layer_combo("mCherry image", "image", nullable=True)
         self.voxel = voxel_size_spinboxes()
-        self.method = ComboBox(label="method", choices=["unet", "classical"], value="unet")
+        self.method = ComboBox(label="method", choices=detection_methods(), value="unet")
         self.model = ComboBox(label="model", choices=lambda _w: model_choices())
         self.model_file = FileEdit(
             label="model file", mode="r", filter="*.pt", nullable=True, visible=False
+        )
+        self.stardist_folder = FileEdit(
+            label="StarDist model folder",
+            mode="d",
+            nullable=True,
+            visible=False,
+            tooltip="empty: the bundled StarDist model",
         )
         self.threshold = FloatSpinBox(
             label="threshold (0: default)",
@@ -110,7 +137,7 @@ class DetectWidget(KinetochoreWidget):
             min=0.0,
             max=1000.0,
             step=0.05,
-            tooltip="UNet: probability; classical: noise sigmas. 0 takes the model's default",
+            tooltip="UNet, StarDist: probability; classical: noise sigmas. 0 takes the model's default",
         )
         self.min_distance = FloatSpinBox(
             label="min. distance µm (0: default)", value=0.0, min=0.0, max=10.0, step=0.05
@@ -133,6 +160,7 @@ class DetectWidget(KinetochoreWidget):
                 self.method,
                 self.model,
                 self.model_file,
+                self.stardist_folder,
                 self.threshold,
                 self.min_distance,
                 self.frames,
@@ -192,6 +220,7 @@ class DetectWidget(KinetochoreWidget):
         unet = self.method.value == "unet"
         self.model.visible = unet
         self.model_file.visible = unet and self.model.value == FROM_FILE
+        self.stardist_folder.visible = self.method.value == "stardist"
         self.probability.visible = unet
 
     def _frames_changed(self, *_: Any) -> None:
@@ -222,6 +251,12 @@ class DetectWidget(KinetochoreWidget):
                     raise InputError("choose a model file (.pt)")
                 model = str(self.model_file.value)
             bundled_model_path(model)  # a clear error now for a missing model
+        elif self.method.value == "stardist":
+            from napari_kinetochores.stardist_backend import stardist_model_path
+
+            folder = self.stardist_folder.value
+            model = str(folder) if folder is not None and str(folder).strip() not in ("", ".") else None
+            stardist_model_path(model)  # a clear error now for a missing model
         return DetectionOptions(
             method=self.method.value,
             channel=0,

@@ -1,4 +1,4 @@
-"""Train / fine-tune: train the UNet on image and points layers, in a worker.
+"""Train / fine-tune: train the UNet (or a StarDist 3D model) on image and points layers, in a worker.
 
 The widget builds a :class:`~napari_kinetochores.nn.training.TrainConfig`
 (from an optional YAML base config, then the form) and calls
@@ -7,6 +7,13 @@ samples. Each epoch updates a progress bar and a live plot of the training
 loss and the validation F1. Cancel stops at the next step; the best
 checkpoint so far is kept. The new model becomes selectable in the Detect
 widget.
+
+With the network "stardist" (extra ``[stardist]``) the widget builds a
+:class:`~napari_kinetochores.stardist_backend.StarDistConfig` the same way and
+runs :func:`~napari_kinetochores.stardist_backend.train_stardist` in a
+separate process (:mod:`napari_kinetochores.isolated`: TensorFlow cannot
+share a process with Qt); Cancel ends that process, and the model folder
+keeps the best weights written at the end of an epoch.
 """
 
 from __future__ import annotations
@@ -39,6 +46,16 @@ from napari_kinetochores.errors import InputError
 
 NEW_MODEL = "new model"
 LOSSES = (("GaussianDice", "gaussian_dice"), ("distance", "distance"))
+
+
+def training_networks() -> list[str]:
+    """The UNet; StarDist too when its extra is installed."""
+    import importlib.util
+
+    networks = ["unet"]
+    if importlib.util.find_spec("stardist") is not None:
+        networks.append("stardist")
+    return networks
 
 
 class _EpochRelay(QObject):
@@ -79,6 +96,24 @@ def training_worker(config: Any, samples: list, cancel: threading.Event, relay: 
         return {"error": error}
 
 
+@thread_worker
+def stardist_training_worker(config: Any, samples: list, cancel: threading.Event, relay: _EpochRelay):
+    """Run StarDist training in its own process; return ``{"result": …}`` or ``{"error": …}``."""
+    from napari_kinetochores.isolated import iter_train_stardist_isolated
+
+    try:
+        arrays = [(np.asarray(image), points, voxel) for image, points, voxel in samples]
+        result = None
+        for kind, payload in iter_train_stardist_isolated(config, arrays, cancelled=cancel.is_set):
+            if kind == "epoch":
+                relay.epoch.emit(payload)
+            elif kind == "result":
+                result = payload
+        return {"result": result}
+    except Exception as error:  # reported by the widget as a notification
+        return {"error": error}
+
+
 class TrainWidget(KinetochoreWidget):
     """Train or fine-tune the detector on an image layer and its corrected points.
 
@@ -93,6 +128,12 @@ class TrainWidget(KinetochoreWidget):
         self.image = self.layer_combo("EGFP image", "image")
         self.second = self.layer_combo("mCherry image", "image", nullable=True)
         self.points = self.layer_combo("labels (points)", "points")
+        self.network = ComboBox(
+            label="network",
+            choices=training_networks(),
+            value="unet",
+            tooltip="StarDist 3D needs the extra napari-kinetochores[stardist]",
+        )
         self.start_model = ComboBox(
             label="start from",
             choices=lambda _w: [(NEW_MODEL, NEW_MODEL), *model_choices()],
@@ -127,6 +168,7 @@ class TrainWidget(KinetochoreWidget):
                 self.image,
                 self.second,
                 self.points,
+                self.network,
                 self.start_model,
                 self.model_file,
                 self.loss,
@@ -148,6 +190,7 @@ class TrainWidget(KinetochoreWidget):
         self._relay.epoch.connect(self._on_epoch)
         self._progress: Any = None
         self.start_model.changed.connect(self._model_changed)
+        self.network.changed.connect(self._model_changed)
         self.train_button.changed.connect(self.guarded("Training", self.start))
         self.cancel_button.changed.connect(self.cancel)
         registry.changed.connect(self._models_changed)
@@ -160,8 +203,10 @@ class TrainWidget(KinetochoreWidget):
             registry.changed.disconnect(self._models_changed)
 
     def _model_changed(self, *_: Any) -> None:
+        unet = self.network.value == "unet"
         new = self.start_model.value == NEW_MODEL
-        self.model_file.visible = self.start_model.value == FROM_FILE
+        self.start_model.visible = self.loss.visible = self.temporal_window.visible = unet
+        self.model_file.visible = unet and self.start_model.value == FROM_FILE
         self.temporal_window.enabled = new
 
     @property
@@ -171,20 +216,41 @@ class TrainWidget(KinetochoreWidget):
 
     # ------------------------------------------------------------------ config
 
-    def build_config(self) -> Any:
-        """The training config from the base config (if any) and the form."""
+    def _base_values(self) -> dict:
         import yaml
 
+        if self.base_config.value is None or not str(self.base_config.value).strip():
+            return {}
+        path = Path(self.base_config.value)
+        if not path.is_file():
+            raise InputError("config file not found", path)
+        values = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(values, dict):
+            raise InputError("a training config must be a YAML mapping", path)
+        declared = values.pop("backend", None)
+        if declared is not None and declared != self.network.value:
+            raise InputError(f"this is a {declared} config; choose the network {declared}", path)
+        values.pop("data", None)  # the layers are the data
+        return values
+
+    def build_stardist_config(self) -> Any:
+        """The StarDist training config from the base config (if any) and the form."""
+        from napari_kinetochores.stardist_backend import stardist_config_from_dict
+
+        config = stardist_config_from_dict(self._base_values())
+        config.epochs = int(self.epochs.value)
+        config.steps_per_epoch = int(self.steps.value)
+        config.output_dir = str(self.output.value)
+        config.time_limit_min = None
+        return config
+
+    def build_config(self) -> Any:
+        """The training config from the base config (if any) and the form."""
         from napari_kinetochores.nn.training import config_from_dict
 
-        values: dict = {}
-        if self.base_config.value is not None and str(self.base_config.value).strip():
-            path = Path(self.base_config.value)
-            if not path.is_file():
-                raise InputError("config file not found", path)
-            values = yaml.safe_load(path.read_text()) or {}
-        values.pop("data", None)  # the layers are the data
-        config = config_from_dict(values)
+        if self.network.value == "stardist":
+            return self.build_stardist_config()
+        config = config_from_dict(self._base_values())
         config.epochs = int(self.epochs.value)
         config.steps_per_epoch = int(self.steps.value)
         config.output_dir = str(self.output.value)
@@ -238,7 +304,8 @@ class TrainWidget(KinetochoreWidget):
         self.history, self.result = [], None
         self._cancel.clear()
         self._progress = progress(total=config.epochs, desc="Training")
-        self.worker = training_worker(config, samples, self._cancel, self._relay)
+        run = stardist_training_worker if self.network.value == "stardist" else training_worker
+        self.worker = run(config, samples, self._cancel, self._relay)
         self.worker.returned.connect(self._on_returned)
         self.worker.finished.connect(self._on_finished)
         self.train_button.enabled = False
@@ -297,6 +364,19 @@ class TrainWidget(KinetochoreWidget):
                 self.fail(result, "Training")
             return
         if result is None:
+            if self.network.value == "stardist" and self._cancel.is_set():
+                message = f"training cancelled; the best weights so far are in {self.output.value}"
+                self.set_status(message)
+                show_info(message)
+            return
+        if hasattr(result, "model_dir"):  # StarDist
+            how = "cancelled; kept" if self._cancel.is_set() else "done; saved"
+            message = (
+                f"StarDist training {how} the model folder {result.model_dir} (validation F1 "
+                f"{result.best_f1:.3f}); choose it in Detect kinetochores (method stardist)"
+            )
+            self.set_status(message)
+            show_info(message)
             return
         label = registry.add(result.best_checkpoint)
         how = "cancelled; kept" if self._cancel.is_set() else "done; saved"
