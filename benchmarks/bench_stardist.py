@@ -39,7 +39,7 @@ sys.path.insert(0, str(HERE))
 from bench_detection import _CHANNELS, CONDITIONS, evaluate_method, make_movies, run_speed  # noqa: E402
 
 THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
-DATE = "2026-11-21"
+DATE = time.strftime("%Y-%m-%d")
 
 
 def _cache_detector_loads() -> None:

@@ -264,7 +264,7 @@ def detection_section(detection: dict, images: Path, doc_dir: Path) -> str:
                 ]
             )
         out += [
-            "Speed and memory on a 61 × 1000 × 1000 uint16 frame (subprocess per run; `unet` = one cell "
+            "Speed and memory for frame 1 of a 3-frame 61 × 1000 × 1000 uint16 movie (subprocess per run; `unet` = one cell "
             "in the centre of an empty field, `unet_everywhere` = a 61 × 512 × 512 field full of cells; "
             "`_fp32` = `--precision fp32`, otherwise bfloat16 autocast on this CPU; peak RSS includes "
             "the frame itself; F1 at 0.3 µm against the planted spots; tiles skipped / run):",

@@ -435,3 +435,28 @@ def test_precision_choice_and_bf16_agreement():
     exact = predict_volume(model, stack, (8, 32, 32), skip_empty=False, autocast=False, divisor=config.divisor)
     reduced = predict_volume(model, stack, (8, 32, 32), skip_empty=False, autocast=True, divisor=config.divisor)
     assert np.abs(reduced - exact).max() < 0.05  # bfloat16 keeps 8 bits of mantissa
+
+
+def test_default_model_hands_short_movies_to_the_single_frame_model():
+    import warnings
+
+    from napari_kinetochores.detection import DetectionOptions
+    from napari_kinetochores.io.volumes import volume_from_array
+    from napari_kinetochores.nn.inference import UNetDetector
+
+    detector = UNetDetector.from_options(DetectionOptions())
+    if detector.config.temporal_window == 1:
+        pytest.skip("the bundled default model reads a single frame")
+    one_frame = volume_from_array(np.zeros((1, 1, 8, 32, 32), np.uint16), (0.3, 0.13, 0.13))
+    long_movie = volume_from_array(np.zeros((3, 1, 8, 32, 32), np.uint16), (0.3, 0.13, 0.13))
+    assert detector.for_volume(long_movie) is detector
+    with pytest.warns(UserWarning, match="single_frame"):
+        chosen = detector.for_volume(one_frame)
+    assert chosen.config.temporal_window == 1
+    # an explicitly chosen temporal model is kept, with a warning
+    explicit = UNetDetector.from_options(DetectionOptions(model="default"))
+    with pytest.warns(UserWarning, match="repeated frames"):
+        assert explicit.for_volume(one_frame) is explicit
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        explicit.for_volume(long_movie)

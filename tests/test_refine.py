@@ -33,8 +33,9 @@ def _error_nm(coords, truth):
 
 def test_refinement_recovers_sub_voxel_centres():
     image, truth = _spots(0)
-    start = np.round(truth) + np.random.default_rng(1).integers(-1, 2, truth.shape)  # ±1 voxel off
+    start = np.round(truth)  # a detector's peak voxel
     refined = refine_detections(image, start, VOXEL)
+    assert np.all(np.abs(refined - start) <= 0.5)  # never further than half a voxel
     assert refined.shape == truth.shape
     assert np.median(_error_nm(refined, truth)) < 35  # a voxel is 300 nm in z, 130 nm in y, x
     assert np.median(_error_nm(refined, truth)) < 0.5 * np.median(_error_nm(np.round(truth), truth))
@@ -56,3 +57,6 @@ def test_refinement_stays_inside_the_volume():
     image[0, 0, 0] = image[5, 23, 23] = 50.0  # bright spots in opposite corners
     refined = refine_detections(image, [[0, 0, 0], [5, 23, 23], [0, 1, 1]], VOXEL)
     assert np.all(refined >= -0.5) and np.all(refined <= np.array(image.shape) - 0.5)
+    # two neighbouring detections of one spot do not collapse onto one position
+    both = refine_detections(image, [[5, 23, 23], [5, 22, 23]], VOXEL)
+    assert np.abs(both[0] - both[1]).max() > 0.5

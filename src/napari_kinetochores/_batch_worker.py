@@ -178,7 +178,7 @@ def probe_movie(movie: MovieSpec, plugin_name: str, frames: list[int] | None = N
                 selected = _frame_range(volume.n_frames, frames)
                 detector = plugin.detector()
                 if detector is not None:
-                    detector.check_input(volume, options.channel)
+                    detector.for_volume(volume).check_input(volume, options.channel)
                 info = {
                     "ok": True,
                     "shape": list(volume.shape),
@@ -251,6 +251,7 @@ def frame_table(job: FrameJob, plugin: DetectorPlugin):
                     lambda region, block, _i=index: writer(region, block, _i),
                 )
         return table, False
+    detector = detector.for_volume(volume)  # as `detect` does: short movies, single frame
     if writer is not None:  # keep the prediction that detect_frame computes
         captured = {}
         detector = copy.copy(detector)

@@ -123,7 +123,7 @@ def iter_detections(
     if options.method == "unet":
         from napari_kinetochores.nn.inference import UNetDetector
 
-        detector = UNetDetector.from_options(options)
+        detector = UNetDetector.from_options(options).for_volume(volume)
         detector.check_input(volume, options.channel)
         for t in selected:
             if cancelled is not None and cancelled():

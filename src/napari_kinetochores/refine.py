@@ -170,10 +170,10 @@ def refine_detections(
     """Sub-voxel centres of detected spots, fitted on the image around each one.
 
     Around every detection, a window of the background-subtracted image is
-    smoothed by a gaussian of ``sigma_um``; the brightest smoothed voxel
-    within one voxel of the detection is fitted with a log-parabola (a
-    gaussian) along each axis. A detection with no positive smoothed signal
-    there keeps its coordinates.
+    smoothed by a gaussian of ``sigma_um``, and a log-parabola (a gaussian)
+    is fitted through the detection's voxel and its neighbours along each
+    axis, which moves it by at most half a voxel per axis. A detection with
+    no positive smoothed signal there keeps its coordinates.
 
     Parameters
     ----------
@@ -216,8 +216,8 @@ def refine_detections(
     image = np.asarray(volume_zyx)
     if background is None:
         background = noise_statistics(sample_rows(image))[0]
-    # Window: the filter's support (4 sigma) plus the search (1) and fit (1) neighbours.
-    half = np.ceil(4 * sigma).astype(int) + 2
+    # Window: the filter's support (4 sigma) plus the fit's neighbour.
+    half = np.ceil(4 * sigma).astype(int) + 1
     centres = np.clip(np.round(coords).astype(int), 0, shape - 1)
     refined = coords.copy()
     for start in range(0, len(coords), 1024):  # bounded memory for many detections
@@ -230,27 +230,15 @@ def refine_detections(
             index[0][:, :, None, None], index[1][:, None, :, None], index[2][:, None, None, :]
         ].astype(np.float32) - np.float32(background)
         smoothed = gaussian_filter(windows, (0, *sigma), mode="nearest")
-        # The brightest smoothed voxel within one voxel of the detection.
-        core = smoothed[
-            :, half[0] - 1 : half[0] + 2, half[1] - 1 : half[1] + 2, half[2] - 1 : half[2] + 2
-        ]
-        # The search never leaves the volume (the window replicates its edges).
-        inside = [
-            (block[:, axis, None] + np.arange(-1, 2) >= 0)
-            & (block[:, axis, None] + np.arange(-1, 2) < shape[axis])
-            for axis in range(3)
-        ]
-        valid = inside[0][:, :, None, None] & inside[1][:, None, :, None] & inside[2][:, None, None, :]
-        core = np.where(valid, core, -np.inf)
-        best = np.array(np.unravel_index(core.reshape(len(block), -1).argmax(axis=1), (3, 3, 3))).T
-        local = best - 1 + half
-        # One fit over all windows: stack them along z, each peak in its own window.
+        # The fit is at the detection's own voxel, so a detection moves by at most half a
+        # voxel per axis and two detections never collapse onto one image maximum.
         n, wz = len(block), windows.shape[1]
         stacked = smoothed.reshape(n * wz, *smoothed.shape[2:])
+        local = np.broadcast_to(half, (n, 3))
         peaks = local + np.stack([np.arange(n) * wz, np.zeros(n, int), np.zeros(n, int)], axis=1)
         fitted = _refine(stacked, peaks, "gaussian") - peaks  # sub-voxel offsets in [-0.5, 0.5]
-        values = smoothed[np.arange(n), local[:, 0], local[:, 1], local[:, 2]]
-        moved = block + (local - half) + fitted
+        values = smoothed[np.arange(n), half[0], half[1], half[2]]
+        moved = block + fitted
         ok = values > 0
         refined[start : start + len(block)][ok] = moved[ok]
     return refined

@@ -384,6 +384,7 @@ def detect_unet_tiled(
     from napari_kinetochores.nn.data import temporal_indices
     from napari_kinetochores.peaks import _radius_voxels
 
+    detector = detector.for_volume(volume)
     shape = volume.shape[2:]
     voxel = tuple(volume.voxel_size_um)
     min_distance = detector.info.min_distance_um if min_distance_um is None else float(min_distance_um)

@@ -20,6 +20,7 @@ from napari_kinetochores.peaks import find_peaks
 SIGNAL_BOX = (3, 5, 5)
 SIGNAL_SIGMAS = 5.5
 VOXEL_SIZE_TOLERANCE = 0.25
+SINGLE_FRAME_MODEL = "single_frame"
 
 
 def choose_device(requested: str | None = None) -> str:
@@ -268,6 +269,11 @@ class UNetDetector:
         self.device = device
         self.tile_shape = tuple(tile_shape) if tile_shape is not None else tuple(self.info.tile_shape)
         self.batch_size = int(batch_size)
+        self.precision = precision
+        # For movies shorter than the temporal window (see for_volume): set by from_options
+        # when the bundled default model was asked for.
+        self.short_movie_model: str | None = None
+        self._short_movie_detector: UNetDetector | None = None
 
     @classmethod
     def load(
@@ -285,11 +291,53 @@ class UNetDetector:
 
     @classmethod
     def from_options(cls, options) -> UNetDetector:
-        """The detector a :class:`napari_kinetochores.detection.DetectionOptions` asks for."""
-        return cls.load(
+        """The detector a :class:`napari_kinetochores.detection.DetectionOptions` asks for.
+
+        With the bundled default model (``options.model`` None), movies with
+        fewer frames than its temporal window go to the bundled single-frame
+        model (see :meth:`for_volume`).
+        """
+        detector = cls.load(
             options.model, device=options.device, tile_shape=options.tile_shape,
             batch_size=options.batch_size, precision=getattr(options, "precision", "auto"),
         )
+        if options.model is None and detector.config.temporal_window > 1:
+            if bundled_model_path(SINGLE_FRAME_MODEL, must_exist=False) is not None:
+                detector.short_movie_model = SINGLE_FRAME_MODEL
+        return detector
+
+    def for_volume(self, volume) -> UNetDetector:
+        """The detector to use on this movie: this one, or the single-frame model for short movies.
+
+        A temporal model fed a movie shorter than its window sees the same
+        frame repeated, so its noise looks like a steady spot and it reports
+        false detections (measured: docs/benchmarks.md). The bundled default
+        therefore hands such movies to the bundled single-frame model, with a
+        warning; an explicitly chosen temporal model only warns.
+        """
+        window = self.config.temporal_window
+        if volume.n_frames >= window:
+            return self
+        if self.short_movie_model is None:
+            warnings.warn(
+                f"{volume.path}: model {self.loaded.path.name} reads {window} frames but the movie has "
+                f"{volume.n_frames}; repeated frames make its noise look like spots (more false "
+                "detections); prefer a single-frame model (--model single_frame)",
+                stacklevel=2,
+            )
+            return self
+        if self._short_movie_detector is None:
+            self._short_movie_detector = UNetDetector.load(
+                self.short_movie_model, device=self.device, tile_shape=self.tile_shape,
+                batch_size=self.batch_size, precision=self.precision,
+            )
+            warnings.warn(
+                f"{volume.path}: the movie has {volume.n_frames} frame(s), fewer than the "
+                f"{window} the default model reads; using the bundled {self.short_movie_model!r} "
+                "model instead",
+                stacklevel=2,
+            )
+        return self._short_movie_detector
 
     def check_input(self, volume, channel: int = 0) -> None:
         """Fail early, naming the file, when the movie cannot feed this model."""
