@@ -35,7 +35,9 @@ RESULTS = Path(__file__).resolve().parent / "results" / "batch.json"
 VOXEL = (0.3, 0.13, 0.13)
 
 
-def make_movies(folder: Path, n_movies: int, n_frames: int, shape_zyx: tuple[int, int, int]) -> list[Path]:
+def make_movies(
+    folder: Path, n_movies: int, n_frames: int, shape_zyx: tuple[int, int, int]
+) -> list[Path]:
     """Simulated two-colour movies written as ImageJ TIFFs."""
     from napari_kinetochores.io import write_tiff
     from napari_kinetochores.simulate import SimulationParams, simulate_movie
@@ -50,7 +52,9 @@ def make_movies(folder: Path, n_movies: int, n_frames: int, shape_zyx: tuple[int
     return paths
 
 
-def make_large_frame(path: Path, shape_zyx: tuple[int, int, int], n_spots: int = 3000, seed: int = 0) -> Path:
+def make_large_frame(
+    path: Path, shape_zyx: tuple[int, int, int], n_spots: int = 3000, seed: int = 0
+) -> Path:
     """One frame (T=1, C=1) of noisy background with gaussian spots, as OME-Zarr, written in slabs."""
     import zarr
 
@@ -115,13 +119,19 @@ def start_cluster(n_workers: int):
     from distributed import Client, LocalCluster
 
     cluster = LocalCluster(
-        n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address=":0", silence_logs=logging.ERROR,
+        n_workers=n_workers,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=":0",
+        silence_logs=logging.ERROR,
     )
     return cluster, Client(cluster)
 
 
-def throughput(movies: list[Path], out: Path, method: str, n_workers: int, model: str | None = None) -> dict:
+def throughput(
+    movies: list[Path], out: Path, method: str, n_workers: int, model: str | None = None
+) -> dict:
     """Frames per minute of one batch run on a fresh LocalCluster of ``n_workers``."""
     from napari_kinetochores.batch import run_batch
     from napari_kinetochores.detection import DetectionOptions
@@ -130,13 +140,22 @@ def throughput(movies: list[Path], out: Path, method: str, n_workers: int, model
     try:
         # Warm up every worker (imports, model load) on one frame per worker, untimed.
         run_batch(
-            movies[:1], out.with_name(out.name + "_warmup"), DetectionOptions(method=method, model=model),
-            client=client, frames=list(range(n_workers)), progress=False, echo=lambda m: None,
+            movies[:1],
+            out.with_name(out.name + "_warmup"),
+            DetectionOptions(method=method, model=model),
+            client=client,
+            frames=list(range(n_workers)),
+            progress=False,
+            echo=lambda m: None,
         )
         cpu_before = client.run(_cpu_seconds)
         started = time.perf_counter()
         result = run_batch(
-            movies, out, DetectionOptions(method=method, model=model), client=client, progress=False,
+            movies,
+            out,
+            DetectionOptions(method=method, model=model),
+            client=client,
+            progress=False,
             echo=lambda m: None,
         )
         elapsed = time.perf_counter() - started
@@ -155,7 +174,9 @@ def throughput(movies: list[Path], out: Path, method: str, n_workers: int, model
         "frames_per_minute": round(60 * len(frames) / elapsed, 2),
         "mean_frame_s_in_worker": round(float(np.mean([r["seconds"] for r in frames])), 3),
         # CPU time of the workers per frame: what a frame costs, whatever else ran on the machine.
-        "cpu_s_per_frame": round(sum(cpu_after[w] - cpu_before[w] for w in cpu_after) / len(frames), 3),
+        "cpu_s_per_frame": round(
+            sum(cpu_after[w] - cpu_before[w] for w in cpu_after) / len(frames), 3
+        ),
     }
 
 
@@ -182,8 +203,14 @@ def large_frame(path: Path, out: Path, max_frame_voxels: int, core_yx: int) -> d
         with RssSampler(pids) as sampler:
             started = time.perf_counter()
             result = run_batch(
-                [path], out, DetectionOptions(method="classical"), client=client, progress=False,
-                max_frame_voxels=max_frame_voxels, core_yx=core_yx, echo=lambda m: None,
+                [path],
+                out,
+                DetectionOptions(method="classical"),
+                client=client,
+                progress=False,
+                max_frame_voxels=max_frame_voxels,
+                core_yx=core_yx,
+                echo=lambda m: None,
             )
             elapsed = time.perf_counter() - started
         cpu_after = client.run(_cpu_seconds)
@@ -219,14 +246,17 @@ def main() -> None:
     parser.add_argument("--workers", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--movies", type=int, default=2)
     parser.add_argument("--frames", type=int, default=4)
-    parser.add_argument("--shape", nargs=3, type=int, default=(40, 512, 512), metavar=("Z", "Y", "X"))
+    parser.add_argument(
+        "--shape", nargs=3, type=int, default=(40, 512, 512), metavar=("Z", "Y", "X")
+    )
     parser.add_argument("--large-z", type=int, default=61)
     parser.add_argument("--large-yx", type=int, default=2000)
     parser.add_argument("--max-frame-voxels", type=int, default=64_000_000)
     parser.add_argument("--tile-core", type=int, default=512)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to check the script")
     parser.add_argument(
-        "--unet-model", help="also measure the UNet with this checkpoint (default: the bundled "
+        "--unet-model",
+        help="also measure the UNet with this checkpoint (default: the bundled "
         "default model, when it exists)",
     )
     parser.add_argument("--skip-large", action="store_true", help="throughput only")
@@ -234,7 +264,12 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     if args.quick:
-        args.shape, args.frames, args.large_yx, args.max_frame_voxels = (16, 96, 96), 2, 300, 1_000_000
+        args.shape, args.frames, args.large_yx, args.max_frame_voxels = (
+            (16, 96, 96),
+            2,
+            300,
+            1_000_000,
+        )
 
     from napari_kinetochores.nn.checkpoint import bundled_model_path
 
@@ -265,8 +300,11 @@ def main() -> None:
         else:
             movies = make_movies(tmp, args.movies, args.frames, tuple(args.shape))
             report["throughput_movies"] = {
-                "n_movies": args.movies, "frames_per_movie": args.frames, "channels": 2,
-                "frame_shape_zyx": list(args.shape), "format": "ImageJ TIFF uint16",
+                "n_movies": args.movies,
+                "frames_per_movie": args.frames,
+                "channels": 2,
+                "frame_shape_zyx": list(args.shape),
+                "format": "ImageJ TIFF uint16",
             }
         for method, model in methods:
             for n in args.workers:
@@ -274,8 +312,12 @@ def main() -> None:
                 print(json.dumps(row))
                 report["throughput"].append(row)
         if not args.skip_large:
-            large = make_large_frame(tmp / "large.ome.zarr", (args.large_z, args.large_yx, args.large_yx))
-            report["large_frame"] = large_frame(large, tmp / "out_large", args.max_frame_voxels, args.tile_core)
+            large = make_large_frame(
+                tmp / "large.ome.zarr", (args.large_z, args.large_yx, args.large_yx)
+            )
+            report["large_frame"] = large_frame(
+                large, tmp / "out_large", args.max_frame_voxels, args.tile_core
+            )
             print(json.dumps(report["large_frame"]))
     if args.skip_large and args.output.exists():  # keep the large-frame result of an earlier run
         report["large_frame"] = json.loads(args.output.read_text()).get("large_frame")

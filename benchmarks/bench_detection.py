@@ -37,14 +37,20 @@ CONDITIONS = {
     "high SNR": {"snr": "high"},
     "low SNR + clutter": {"snr": "low", "n_clutter": 6, "clutter_rel": 1.0},
     "moderate, dense (40 pairs)": {"snr": "moderate", "n_pairs": 40},
-    "moderate, Moffat PSF + EMCCD": {"snr": "moderate", "render_style": "moffat", "noise_model": "emccd"},
+    "moderate, Moffat PSF + EMCCD": {
+        "snr": "moderate",
+        "render_style": "moffat",
+        "noise_model": "emccd",
+    },
     "moderate, wide PSF": {"snr": "moderate", "psf_sigma_um": (0.38, 0.13, 0.13)},
     "moderate, foreign renderer": {"snr": "moderate", "foreign": True},
     "low, foreign renderer": {"snr": "low", "foreign": True},
 }
 
 
-def foreign_render(points: pd.DataFrame, shape_zyx, n_frames: int, snr: float, seed: int) -> np.ndarray:
+def foreign_render(
+    points: pd.DataFrame, shape_zyx, n_frames: int, snr: float, seed: int
+) -> np.ndarray:
     """Render ground-truth positions with an independent renderer (not the simulator's).
 
     Point sources on a 3× finer grid, convolved with a two-component PSF
@@ -64,13 +70,30 @@ def foreign_render(points: pd.DataFrame, shape_zyx, n_frames: int, snr: float, s
         fine = np.zeros(fine_shape, np.float32)
         rows = points[(points["t"] == t) & (points["channel"] == 0)]
         brightness = rng.lognormal(0.0, 0.25, len(rows))
-        idx = np.clip(np.round(rows[["z", "y", "x"]].to_numpy() * factor + (factor - 1) / 2).astype(int), 0,
-                      np.asarray(fine_shape) - 1)
+        idx = np.clip(
+            np.round(rows[["z", "y", "x"]].to_numpy() * factor + (factor - 1) / 2).astype(int),
+            0,
+            np.asarray(fine_shape) - 1,
+        )
         np.add.at(fine, tuple(idx.T), brightness)
-        psf = ndimage.gaussian_filter(fine, core_sigma) + 0.15 * ndimage.gaussian_filter(fine, halo_sigma)
-        binned = psf.reshape(shape_zyx[0], factor, shape_zyx[1], factor, shape_zyx[2], factor).sum((1, 3, 5))
-        peak = np.percentile(binned[tuple(np.clip(np.round(rows[["z", "y", "x"]].to_numpy()).astype(int), 0,
-                                                  np.asarray(shape_zyx) - 1).T)], 50)
+        psf = ndimage.gaussian_filter(fine, core_sigma) + 0.15 * ndimage.gaussian_filter(
+            fine, halo_sigma
+        )
+        binned = psf.reshape(shape_zyx[0], factor, shape_zyx[1], factor, shape_zyx[2], factor).sum(
+            (1, 3, 5)
+        )
+        peak = np.percentile(
+            binned[
+                tuple(
+                    np.clip(
+                        np.round(rows[["z", "y", "x"]].to_numpy()).astype(int),
+                        0,
+                        np.asarray(shape_zyx) - 1,
+                    ).T
+                )
+            ],
+            50,
+        )
         background = 20.0 * (1 + 0.5 * np.linspace(0, 1, shape_zyx[2]))[None, None, :]
         noise_sd = np.sqrt(background.mean() + 2.0**2)
         signal = binned / max(peak, 1e-9) * snr * noise_sd
@@ -101,7 +124,11 @@ def make_movies(condition: dict, n_movies: int, n_frames: int):
         values = {key: value for key, value in condition.items() if key not in ("foreign",)}
         values["snr"] = SNR_LEVELS[values["snr"]]
         params = SimulationParams(n_frames=n_frames, shape_zyx=(32, 128, 128), **values)
-        seed = HELD_OUT_SEED + 1000 * k + zlib.crc32(json.dumps(condition, sort_keys=True).encode()) % 997
+        seed = (
+            HELD_OUT_SEED
+            + 1000 * k
+            + zlib.crc32(json.dumps(condition, sort_keys=True).encode()) % 997
+        )
         movie = simulate_movie(params, seed=seed)
         image = movie.image.astype(np.float32)
         if condition.get("foreign"):
@@ -110,7 +137,9 @@ def make_movies(condition: dict, n_movies: int, n_frames: int):
     return movies
 
 
-def evaluate_method(method: str, model: str | None, movies, thresholds=None, precision: str = "auto"):
+def evaluate_method(
+    method: str, model: str | None, movies, thresholds=None, precision: str = "auto"
+):
     from napari_kinetochores.detection import DetectionOptions, detect_movie
     from napari_kinetochores.matching import evaluate_points
 
@@ -162,14 +191,19 @@ def threshold_sweep(model: str, movies_by_condition: dict, thresholds) -> dict:
                 break
             for t in range(volume.n_frames):
                 prediction = detector.predict_frame(volume, t)[0]
-                coords, scores = detector.peaks_from_prediction(prediction, volume.voxel_size_um, min(thresholds))
+                coords, scores = detector.peaks_from_prediction(
+                    prediction, volume.voxel_size_um, min(thresholds)
+                )
                 gt = truth[(truth["t"] == t) & (truth["channel"] == 0)][["z", "y", "x"]].to_numpy()
                 for k, threshold in enumerate(thresholds):
                     keep = scores > threshold
                     result = match_points(coords[keep], gt, volume.voxel_size_um, 0.3)
                     counts[k] += (result.tp, result.n_pred, result.n_gt)
         else:
-            out[name] = {f"{t:g}": float(2 * c[0] / max(c[1] + c[2], 1)) for t, c in zip(thresholds, counts, strict=True)}
+            out[name] = {
+                f"{t:g}": float(2 * c[0] / max(c[1] + c[2], 1))
+                for t, c in zip(thresholds, counts, strict=True)
+            }
     return out
 
 
@@ -216,11 +250,16 @@ def big_frame(kind: str) -> tuple[np.ndarray, np.ndarray]:
 
     rng = np.random.default_rng(7)
     movie = simulate_movie(
-        SimulationParams(n_frames=3, shape_zyx=(61, 256, 256), n_pairs=40, snr=SNR_LEVELS["moderate"]), seed=7
+        SimulationParams(
+            n_frames=3, shape_zyx=(61, 256, 256), n_pairs=40, snr=SNR_LEVELS["moderate"]
+        ),
+        seed=7,
     )
     cell = movie.image[:, 0]
     points = movie.points
-    spots = points[(points["channel"] == 0) & (np.round(points["t"]) == 1)][["z", "y", "x"]].to_numpy(float)
+    spots = points[(points["channel"] == 0) & (np.round(points["t"]) == 1)][
+        ["z", "y", "x"]
+    ].to_numpy(float)
     background = float(np.median(cell[1]))
     noise = float(np.std(cell[1, :, :8, :8].astype(np.float32)))
     if kind == "cell":
@@ -237,7 +276,12 @@ def big_frame(kind: str) -> tuple[np.ndarray, np.ndarray]:
 
 def run_speed(method: str, model: str | None, kind: str, tile_shape=None, precision="auto") -> dict:
     code = SPEED_SNIPPET.format(
-        here=str(HERE), kind=kind, voxel=VOXEL, method=method, model=model, tile=tile_shape,
+        here=str(HERE),
+        kind=kind,
+        voxel=VOXEL,
+        method=method,
+        model=model,
+        tile=tile_shape,
         precision=precision,
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -247,7 +291,9 @@ def run_speed(method: str, model: str | None, kind: str, tile_shape=None, precis
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer movies and repeats")
-    parser.add_argument("--models", nargs="*", default=["default"], help="NAME=PATH or bundled names")
+    parser.add_argument(
+        "--models", nargs="*", default=["default"], help="NAME=PATH or bundled names"
+    )
     parser.add_argument("--output", type=Path, default=HERE / "results" / "detection.json")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-accuracy", action="store_true")
@@ -277,23 +323,39 @@ def main() -> int:
                 "unet", first_path, movies_by_condition[name], precision="fp32"
             )
             results["accuracy"][name] = row
-            print(name, json.dumps({k: None if v is None else round(v["f1@0.3"], 3) for k, v in row.items()}), flush=True)
+            print(
+                name,
+                json.dumps(
+                    {k: None if v is None else round(v["f1@0.3"], 3) for k, v in row.items()}
+                ),
+                flush=True,
+            )
         first = next(iter(models.values()))
         results["threshold_sweep"] = {
             "model": first,
-            "f1": threshold_sweep(first, movies_by_condition, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]),
+            "f1": threshold_sweep(
+                first, movies_by_condition, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
+            ),
         }
 
     if not args.skip_speed:
         repeats = 1 if args.quick else 3
         first = next(iter(models.values()))
-        speed = {"classical": [], "unet": [], "unet_fp32": [], "unet_everywhere": [], "unet_everywhere_fp32": []}
+        speed = {
+            "classical": [],
+            "unet": [],
+            "unet_fp32": [],
+            "unet_everywhere": [],
+            "unet_everywhere_fp32": [],
+        }
         for _ in range(repeats):  # A/B interleaved
             speed["classical"].append(run_speed("classical", None, "cell"))
             speed["unet"].append(run_speed("unet", first, "cell"))
             speed["unet_fp32"].append(run_speed("unet", first, "cell", precision="fp32"))
             speed["unet_everywhere"].append(run_speed("unet", first, "everywhere"))
-            speed["unet_everywhere_fp32"].append(run_speed("unet", first, "everywhere", precision="fp32"))
+            speed["unet_everywhere_fp32"].append(
+                run_speed("unet", first, "everywhere", precision="fp32")
+            )
         summary = {}
         for key, runs in speed.items():
             seconds = float(np.median([r["seconds"] for r in runs]))
@@ -315,13 +377,22 @@ def main() -> int:
                 summary[key]["tiles"] = runs[0]["timings"].get("tiles")
                 summary[key]["skipped_tiles"] = runs[0]["timings"].get("skipped_tiles", 0)
         results["speed"] = summary
-        print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "runs"} for k, v in summary.items()}, indent=1))
+        print(
+            json.dumps(
+                {k: {kk: vv for kk, vv in v.items() if kk != "runs"} for k, v in summary.items()},
+                indent=1,
+            )
+        )
 
     args.output.parent.mkdir(parents=True, exist_ok=True)
     if (args.skip_accuracy or args.skip_speed) and args.output.exists():
         # a partial run keeps the other part of the previous results
         previous = json.loads(args.output.read_text())
-        for key in ("accuracy", "threshold_sweep", "n_movies_per_condition") if args.skip_accuracy else ("speed",):
+        for key in (
+            ("accuracy", "threshold_sweep", "n_movies_per_condition")
+            if args.skip_accuracy
+            else ("speed",)
+        ):
             if key in previous:
                 results[key] = previous[key]
     args.output.write_text(json.dumps(results, indent=2, default=float))

@@ -26,7 +26,9 @@ MOVIES = ("cell_a.tif", "cell_b.ome.tif", "cell_c.zarr")
 
 
 def _write_movie(path: Path, seed: int) -> None:
-    movie = simulate_movie(SimulationParams(n_frames=3, shape_zyx=(16, 64, 64), n_pairs=6), seed=seed)
+    movie = simulate_movie(
+        SimulationParams(n_frames=3, shape_zyx=(16, 64, 64), n_pairs=6), seed=seed
+    )
     if path.name.endswith(".zarr"):
         write_zarr(path, movie.image, VOXEL, chunks=(1, 1, 8, 32, 32))
     else:
@@ -51,7 +53,20 @@ def reference(movies, tmp_path_factory):
     for name in MOVIES:
         stem = name.split(".")[0]
         out[stem] = folder / f"{stem}.csv"
-        assert main(["detect", str(movies / name), "-o", str(out[stem]), "--method", "classical", "--quiet"]) == 0
+        assert (
+            main(
+                [
+                    "detect",
+                    str(movies / name),
+                    "-o",
+                    str(out[stem]),
+                    "--method",
+                    "classical",
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
     return out
 
 
@@ -64,8 +79,12 @@ def cluster_factory():
 
     def start():
         cluster = LocalCluster(
-            n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1",
-            dashboard_address=":0", silence_logs=logging.ERROR,
+            n_workers=2,
+            processes=True,
+            threads_per_worker=1,
+            host="127.0.0.1",
+            dashboard_address=":0",
+            silence_logs=logging.ERROR,
         )
         started.append(cluster)
         return cluster
@@ -126,8 +145,19 @@ def test_batch_equals_detect_on_a_cluster(movies, reference, cluster_factory, tm
     out = tmp_path / "out"
     inputs = [str(movies / "cell_a.tif"), str(movies / "*.ome.tif"), str(movies / "cell_c.zarr")]
     code = main(
-        ["batch", *inputs, str(movies / "broken.tif"), "-o", str(out), "--scheduler", address,
-         "--method", "classical", "--save-probabilities", "--quiet"]
+        [
+            "batch",
+            *inputs,
+            str(movies / "broken.tif"),
+            "-o",
+            str(out),
+            "--scheduler",
+            address,
+            "--method",
+            "classical",
+            "--save-probabilities",
+            "--quiet",
+        ]
     )
     assert code == 1  # the broken movie is reported...
     _assert_same_csvs(out, reference)  # ...and the others complete, equal to `detect`
@@ -135,7 +165,9 @@ def test_batch_equals_detect_on_a_cluster(movies, reference, cluster_factory, tm
 
     manifest = json.loads((out / "manifest.json").read_text())
     status = {Path(m["input"]).name: m for m in manifest["movies"]}
-    assert status["broken.tif"]["status"] == "failed" and "broken.tif" in status["broken.tif"]["error"]
+    assert (
+        status["broken.tif"]["status"] == "failed" and "broken.tif" in status["broken.tif"]["error"]
+    )
     for name in MOVIES:
         entry = status[name]
         assert entry["status"] == "done" and entry["shape_tczyx"] == [3, 2, 16, 64, 64]
@@ -152,8 +184,14 @@ def test_batch_equals_detect_on_a_cluster(movies, reference, cluster_factory, tm
     with Client(cluster) as client:
         # Large-frame path: every frame above the limit, cut in 24 × 24 tiles -> same rows.
         tiled = run_batch(
-            [movies / n for n in MOVIES], tmp_path / "tiled", DetectionOptions(method="classical"),
-            client=client, max_frame_voxels=10_000, core_yx=24, progress=False, echo=lambda m: None,
+            [movies / n for n in MOVIES],
+            tmp_path / "tiled",
+            DetectionOptions(method="classical"),
+            client=client,
+            max_frame_voxels=10_000,
+            core_yx=24,
+            progress=False,
+            echo=lambda m: None,
         )
         assert tiled.ok and all(r["tiled"] for r in tiled.task_results)
         _assert_same_csvs(tmp_path / "tiled", reference)
@@ -162,16 +200,25 @@ def test_batch_equals_detect_on_a_cluster(movies, reference, cluster_factory, tm
         model = _tiny_checkpoint(tmp_path / "tiny.pt")
         unet_ref = tmp_path / "unet_ref.csv"
         args = ["--method", "unet", "--model", str(model), "--threshold", "0.5"]
-        assert main(["detect", str(movies / "cell_a.tif"), "-o", str(unet_ref), *args, "--quiet"]) == 0
+        assert (
+            main(["detect", str(movies / "cell_a.tif"), "-o", str(unet_ref), *args, "--quiet"]) == 0
+        )
         unet = run_batch(
-            [movies / "cell_a.tif", movies / "cell_b.ome.tif"], tmp_path / "unet",
-            DetectionOptions(method="unet", model=str(model), threshold=0.5), client=client,
-            save_probabilities=True, progress=False, echo=lambda m: None,
+            [movies / "cell_a.tif", movies / "cell_b.ome.tif"],
+            tmp_path / "unet",
+            DetectionOptions(method="unet", model=str(model), threshold=0.5),
+            client=client,
+            save_probabilities=True,
+            progress=False,
+            echo=lambda m: None,
         )
         assert unet.ok and len(unet.task_results) == 6
         assert {r["model_loads"] for r in unet.task_results} == {1}  # once per worker, not per task
         assert (tmp_path / "unet" / "cell_a.csv").read_bytes() == unet_ref.read_bytes()
-        assert unet.manifest["model"]["sha256"] == __import__("hashlib").sha256(model.read_bytes()).hexdigest()
+        assert (
+            unet.manifest["model"]["sha256"]
+            == __import__("hashlib").sha256(model.read_bytes()).hexdigest()
+        )
         probabilities = read_volume(tmp_path / "unet" / "cell_a.probabilities.ome.zarr")
         assert probabilities.shape == (3, 1, 16, 64, 64)
         assert 0 <= float(probabilities.data.min()) and float(probabilities.data.max()) <= 1
@@ -179,11 +226,18 @@ def test_batch_equals_detect_on_a_cluster(movies, reference, cluster_factory, tm
     # napari's "all frames on a cluster": the table detect_movie gives.
     seen = []
     table = detect_on_cluster(
-        movies / "cell_b.ome.tif", DetectionOptions(method="classical"), address,
+        movies / "cell_b.ome.tif",
+        DetectionOptions(method="classical"),
+        address,
         progress_callback=lambda done, total: seen.append((done, total)),
     )
     expected = pd.concat(
-        [t for _, t in iter_detections(read_volume(movies / "cell_b.ome.tif"), DetectionOptions(method="classical"))],
+        [
+            t
+            for _, t in iter_detections(
+                read_volume(movies / "cell_b.ome.tif"), DetectionOptions(method="classical")
+            )
+        ],
         ignore_index=True,
     )
     pd.testing.assert_frame_equal(table, expected, check_exact=True)
@@ -209,8 +263,15 @@ def test_killed_worker_then_resume_gives_complete_outputs(
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
         cluster = cluster_factory()
     with Client(cluster) as client:
-        first = run_batch(inputs, out, options, client=client, save_probabilities=True,
-                          progress=False, echo=lambda m: None)
+        first = run_batch(
+            inputs,
+            out,
+            options,
+            client=client,
+            save_probabilities=True,
+            progress=False,
+            echo=lambda m: None,
+        )
         assert (tmp_path / "killed-once").exists()
         assert not first.ok
         manifest = json.loads((out / "manifest.json").read_text())
@@ -224,18 +285,35 @@ def test_killed_worker_then_resume_gives_complete_outputs(
         assert len(torn) == 1  # the torn write, which resume ignores
 
         with pytest.raises(InputError, match="other parameters"):
-            run_batch(inputs, out, DetectionOptions(method="classical", threshold=5.0), client=client,
-                      resume=True, progress=False, echo=lambda m: None)
+            run_batch(
+                inputs,
+                out,
+                DetectionOptions(method="classical", threshold=5.0),
+                client=client,
+                resume=True,
+                progress=False,
+                echo=lambda m: None,
+            )
 
-        second = run_batch(inputs, out, options, client=client, save_probabilities=True, resume=True,
-                           progress=False, echo=lambda m: None)
+        second = run_batch(
+            inputs,
+            out,
+            options,
+            client=client,
+            save_probabilities=True,
+            resume=True,
+            progress=False,
+            echo=lambda m: None,
+        )
     assert second.ok and second.n_submitted == len(failed) and second.n_skipped == 9 - len(failed)
     assert not list((out / ".parts").glob("*/.*.tmp"))  # stale temporary files are cleared
     _assert_same_csvs(out, reference)
     for stem, frame in failed:  # the score maps of the redone frames are whole and right
         name = next(n for n in MOVIES if n.startswith(stem))
         maps = read_volume(out / f"{stem}.probabilities.ome.zarr")
-        np.testing.assert_array_equal(maps.frame(frame["t"]), _classical_map(movies / name, frame["t"]))
+        np.testing.assert_array_equal(
+            maps.frame(frame["t"]), _classical_map(movies / name, frame["t"])
+        )
     manifest = json.loads((out / "manifest.json").read_text())
     assert all(m["status"] == "done" for m in manifest["movies"])
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -53,7 +52,9 @@ def test_isolated_errors_come_back_as_input_errors(movie, tmp_path):
 def test_cancelled_isolated_detection_yields_nothing(movie):
     _, volume = movie
     found = list(
-        iter_detections_isolated(volume, DetectionOptions(method="classical"), cancelled=lambda: True)
+        iter_detections_isolated(
+            volume, DetectionOptions(method="classical"), cancelled=lambda: True
+        )
     )
     assert found == []
 
@@ -76,7 +77,9 @@ def test_stardist_trains_and_detects_from_the_widgets(make_napari_viewer, qtbot,
     )
     image = viewer.add_image(simulated.image[:, 0], scale=(1.0, *VOXEL), name="EGFP")
     truth = simulated.points[simulated.points["channel"] == 0]
-    labels = viewer.add_points(truth[["t", "z", "y", "x"]].to_numpy(), scale=(1.0, *VOXEL), name="labels")
+    labels = viewer.add_points(
+        truth[["t", "z", "y", "x"]].to_numpy(), scale=(1.0, *VOXEL), name="labels"
+    )
 
     train = TrainWidget(viewer)
     train.image.value, train.points.value = image, labels

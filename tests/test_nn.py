@@ -61,8 +61,13 @@ def test_per_level_pooling_is_applied():
 
 
 def test_residual_unet_with_anisotropic_pooling():
-    config = ModelConfig(architecture="ResidualUNet3D", f_maps=8, num_levels=3, num_groups=8,
-                         pool_kernels=[[1, 2, 2], [2, 2, 2]])
+    config = ModelConfig(
+        architecture="ResidualUNet3D",
+        f_maps=8,
+        num_levels=3,
+        num_groups=8,
+        pool_kernels=[[1, 2, 2], [2, 2, 2]],
+    )
     model = build_model(config)
     assert model(torch.zeros(1, 1, 4, 16, 16)).shape == (1, 1, 4, 16, 16)
 
@@ -250,11 +255,15 @@ def test_sample_patch_biased_to_spots():
     target[0, 8, 50, 50] = 1
     hits = 0
     for _ in range(50):
-        _, patch_target = sample_patch(rng, image, target, np.array([[8, 50, 50]]), (8, 16, 16), 1.0)
+        _, patch_target = sample_patch(
+            rng, image, target, np.array([[8, 50, 50]]), (8, 16, 16), 1.0
+        )
         assert patch_target.shape == (1, 8, 16, 16)
         hits += patch_target.max() == 1
     assert hits == 50
-    _, padded = sample_patch(rng, image[:, :4], target[:, :4], np.zeros((0, 3)), (8, 16, 16), 0.0, 1.0)
+    _, padded = sample_patch(
+        rng, image[:, :4], target[:, :4], np.zeros((0, 3)), (8, 16, 16), 0.0, 1.0
+    )
     assert padded.shape == (1, 8, 16, 16) and padded[:, 4:].min() == 1.0
 
 
@@ -268,8 +277,15 @@ def test_tiled_prediction_equals_whole_prediction():
     rng = np.random.default_rng(1)
     stack = rng.random((1, 8, 48, 56)).astype(np.float32)
     whole = predict_volume(model, stack, (8, 48, 56), skip_empty=False, divisor=config.divisor)
-    tiled = predict_volume(model, stack, (8, 32, 32), overlap=(0, 16, 16), skip_empty=False,
-                           divisor=config.divisor, batch_size=3)
+    tiled = predict_volume(
+        model,
+        stack,
+        (8, 32, 32),
+        overlap=(0, 16, 16),
+        skip_empty=False,
+        divisor=config.divisor,
+        batch_size=3,
+    )
     assert tiled.shape == whole.shape == (1, 8, 48, 56)
     # Tiles see less context at their borders; blending keeps the difference small.
     assert np.abs(tiled - whole).mean() < 0.01
@@ -290,16 +306,24 @@ def test_empty_tiles_are_skipped():
     rng = np.random.default_rng(5)
     stack = rng.normal(0, 0.1, (1, 8, 64, 64)).astype(np.float32)  # noise, in noise units
     stack[0, 2:6, 5:10, 5:10] += 0.5  # one dim spot, 5 sigmas, in the first tile
-    prediction = predict_volume(model, stack, (8, 32, 32), overlap=(0, 0, 0), divisor=config.divisor)
+    prediction = predict_volume(
+        model, stack, (8, 32, 32), overlap=(0, 0, 0), divisor=config.divisor
+    )
     assert sum(calls) == 1
     assert prediction.shape == (1, 8, 64, 64)
     assert np.all(prediction[:, :, 32:, 32:] == 0)
     noise_only = rng.normal(0, 0.1, (1, 8, 64, 64)).astype(np.float32)
-    nothing = predict_volume(model, noise_only, (8, 32, 32), empty_value=1.0, divisor=config.divisor)
+    nothing = predict_volume(
+        model, noise_only, (8, 32, 32), empty_value=1.0, divisor=config.divisor
+    )
     assert np.all(nothing == 1.0) and sum(calls) == 1
-    constant = predict_volume(model, np.zeros((1, 8, 64, 64), np.float32), (8, 32, 32), divisor=config.divisor)
+    constant = predict_volume(
+        model, np.zeros((1, 8, 64, 64), np.float32), (8, 32, 32), divisor=config.divisor
+    )
     assert not constant.any() and sum(calls) == 1
-    predict_volume(model, noise_only, (8, 32, 32), (0, 0, 0), skip_empty=False, divisor=config.divisor)
+    predict_volume(
+        model, noise_only, (8, 32, 32), (0, 0, 0), skip_empty=False, divisor=config.divisor
+    )
     assert sum(calls) == 5
 
 
@@ -372,10 +396,41 @@ def test_train_tiny_config_then_detect(tmp_path):
     assert loaded.info.threshold in (0.2, 0.5)
 
     movie, gt, pred = tmp_path / "m.tif", tmp_path / "gt.csv", tmp_path / "pred.csv"
-    assert main(["simulate", str(movie), "--gt", str(gt), "--frames", "2", "--shape", "16", "48", "48",
-                 "--pairs", "4"]) == 0
-    assert main(["detect", str(movie), "-o", str(pred), "--method", "unet", "--model",
-                 str(out / "best.pt"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                str(movie),
+                "--gt",
+                str(gt),
+                "--frames",
+                "2",
+                "--shape",
+                "16",
+                "48",
+                "48",
+                "--pairs",
+                "4",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "detect",
+                str(movie),
+                "-o",
+                str(pred),
+                "--method",
+                "unet",
+                "--model",
+                str(out / "best.pt"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     import pandas as pd
 
     table = pd.read_csv(pred)
@@ -401,7 +456,9 @@ def test_training_rejects_bad_labels():
     image = np.zeros((1, 1, 4, 8, 8), np.uint16)
     config = TrainConfig()
     with pytest.raises(InputError, match="no labelled points"):
-        prepare_sample(image, pd.DataFrame(columns=["t", "z", "y", "x"]), (0.3, 0.13, 0.13), config, "x.csv")
+        prepare_sample(
+            image, pd.DataFrame(columns=["t", "z", "y", "x"]), (0.3, 0.13, 0.13), config, "x.csv"
+        )
     outside = pd.DataFrame({"t": [0.0], "z": [2.0], "y": [3.0], "x": [50.0]})
     with pytest.raises(InputError, match="outside the volume"):
         prepare_sample(image, outside, (0.3, 0.13, 0.13), config, "x.csv")
@@ -432,8 +489,12 @@ def test_precision_choice_and_bf16_agreement():
     model = build_model(config).eval()
     stack = np.random.default_rng(2).normal(0, 0.1, (1, 8, 32, 32)).astype(np.float32)
     stack[0, 3:5, 10:13, 10:13] += 1.0
-    exact = predict_volume(model, stack, (8, 32, 32), skip_empty=False, autocast=False, divisor=config.divisor)
-    reduced = predict_volume(model, stack, (8, 32, 32), skip_empty=False, autocast=True, divisor=config.divisor)
+    exact = predict_volume(
+        model, stack, (8, 32, 32), skip_empty=False, autocast=False, divisor=config.divisor
+    )
+    reduced = predict_volume(
+        model, stack, (8, 32, 32), skip_empty=False, autocast=True, divisor=config.divisor
+    )
     assert np.abs(reduced - exact).max() < 0.05  # bfloat16 keeps 8 bits of mantissa
 
 

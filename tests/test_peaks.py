@@ -244,7 +244,12 @@ def test_thresholded_search_in_the_box_equals_the_whole_search():
     boxed = find_peaks(volume, (0.3, 0.13, 0.13), 0.3, threshold_abs=threshold, refine="gaussian")
     # a relative threshold that removes nothing switches the box off
     whole = find_peaks(
-        volume, (0.3, 0.13, 0.13), 0.3, threshold_abs=threshold, threshold_rel=-1e9, refine="gaussian"
+        volume,
+        (0.3, 0.13, 0.13),
+        0.3,
+        threshold_abs=threshold,
+        threshold_rel=-1e9,
+        refine="gaussian",
     )
     assert len(boxed[0]) > 3
     np.testing.assert_array_equal(boxed[0], whole[0])

@@ -144,7 +144,9 @@ def _plugin(name: str) -> DetectorPlugin:
     try:
         return worker.plugins[name]
     except KeyError:
-        raise RuntimeError(f"worker {worker.address} has no plugin {name!r}; was it registered?") from None
+        raise RuntimeError(
+            f"worker {worker.address} has no plugin {name!r}; was it registered?"
+        ) from None
 
 
 def probe_movie(movie: MovieSpec, plugin_name: str, frames: list[int] | None = None) -> dict:
@@ -190,7 +192,9 @@ def probe_movie(movie: MovieSpec, plugin_name: str, frames: list[int] | None = N
             finally:
                 volume.close()
         except Exception as error:  # a movie that cannot be read must not stop the batch
-            message = str(error) if isinstance(error, InputError) else f"{type(error).__name__}: {error}"
+            message = (
+                str(error) if isinstance(error, InputError) else f"{type(error).__name__}: {error}"
+            )
             if movie.path not in message:
                 message = f"{movie.path}: {message}"
             return {"ok": False, "error": message}
@@ -247,7 +251,12 @@ def frame_table(job: FrameJob, plugin: DetectorPlugin):
                 channels += [c for c in range(volume.n_channels) if c != options.channel]
             for index, channel in enumerate(channels):
                 detect_classical_tiled(
-                    volume, job.t, channel, options.threshold, options.min_distance_um, whole,
+                    volume,
+                    job.t,
+                    channel,
+                    options.threshold,
+                    options.min_distance_um,
+                    whole,
                     lambda region, block, _i=index: writer(region, block, _i),
                 )
         return table, False
@@ -263,8 +272,12 @@ def frame_table(job: FrameJob, plugin: DetectorPlugin):
 
         detector.predict_frame = predict_and_keep
     found = detector.detect_frame(
-        volume, job.t, options.channel, threshold=options.threshold,
-        min_distance_um=options.min_distance_um, all_channels=options.all_channels,
+        volume,
+        job.t,
+        options.channel,
+        threshold=options.threshold,
+        min_distance_um=options.min_distance_um,
+        all_channels=options.all_channels,
     )
     if writer is not None:
         writer((slice(None),) * 3, captured["prediction"], 0)

@@ -51,7 +51,18 @@ from napari_kinetochores.tiled import DEFAULT_CORE_YX
 DEFAULT_MAX_FRAME_VOXELS = 64_000_000
 """Frames with more voxels than this (Z × Y × X) are processed in tiles."""
 
-MOVIE_SUFFIXES = (".ome.tiff", ".ome.tif", ".ome.zarr", ".tiff", ".tif", ".zarr", ".hdf5", ".h5", ".hdf", ".npy")
+MOVIE_SUFFIXES = (
+    ".ome.tiff",
+    ".ome.tif",
+    ".ome.zarr",
+    ".tiff",
+    ".tif",
+    ".zarr",
+    ".hdf5",
+    ".h5",
+    ".hdf",
+    ".npy",
+)
 MANIFEST_NAME = "manifest.json"
 PARTS_DIR = ".parts"
 PLUGIN_PREFIX = "napari-kinetochores-detector"
@@ -78,7 +89,9 @@ def _is_movie(path: Path) -> bool:
     if name.startswith("."):
         return False
     if path.is_dir():
-        return name.endswith(".zarr") or any((path / m).exists() for m in (".zarray", ".zgroup", "zarr.json"))
+        return name.endswith(".zarr") or any(
+            (path / m).exists() for m in (".zarray", ".zgroup", "zarr.json")
+        )
     return name.endswith(MOVIE_SUFFIXES)
 
 
@@ -162,7 +175,17 @@ def library_versions(method: str = "classical") -> dict[str, str]:
     import platform
     from importlib.metadata import PackageNotFoundError, version
 
-    names = ["napari-kinetochores", "numpy", "scipy", "pandas", "dask", "distributed", "zarr", "tifffile", "h5py"]
+    names = [
+        "napari-kinetochores",
+        "numpy",
+        "scipy",
+        "pandas",
+        "dask",
+        "distributed",
+        "zarr",
+        "tifffile",
+        "h5py",
+    ]
     if method == "unet":
         names += ["torch", "pytorch3dunet"]
     found = {"python": platform.python_version(), "platform": platform.platform()}
@@ -193,7 +216,9 @@ def read_part(path: Path, voxel_size_um) -> pd.DataFrame:
     return table.astype({c: d for c, d in dtypes.items() if c in table.columns})
 
 
-def assemble_movie(output_dir: Path, stem: str, frames: Sequence[int], voxel_size_um) -> pd.DataFrame:
+def assemble_movie(
+    output_dir: Path, stem: str, frames: Sequence[int], voxel_size_um
+) -> pd.DataFrame:
     """Concatenate a movie's per-frame tables in frame order and write ``<stem>.csv``."""
     from napari_kinetochores.detection import _table
     from napari_kinetochores.io import write_points
@@ -204,7 +229,9 @@ def assemble_movie(output_dir: Path, stem: str, frames: Sequence[int], voxel_siz
     return points
 
 
-def _map_channels(options: DetectionOptions, n_channels: int, model_config) -> tuple[list[int], str]:
+def _map_channels(
+    options: DetectionOptions, n_channels: int, model_config
+) -> tuple[list[int], str]:
     """Movie channel of each score-map channel, and what the map holds."""
     if options.method == "unet":
         channels = [options.channel if d == 0 else d for d in model_config.detected_channels]
@@ -238,8 +265,13 @@ def create_map_store(
     c = len(channels)
     chunks = (1, 1, z, min(y, core_yx), min(x, core_yx))
     # write_zarr writes the OME metadata; a one-voxel placeholder is then resized.
-    write_zarr(path, np.zeros((1, c, 1, 1, 1), np.float32), voxel_size_um, chunks=chunks,
-               channel_names=[f"{kind} ch{ch}" for ch in channels])
+    write_zarr(
+        path,
+        np.zeros((1, c, 1, 1, 1), np.float32),
+        voxel_size_um,
+        chunks=chunks,
+        channel_names=[f"{kind} ch{ch}" for ch in channels],
+    )
     array = zarr.open_array(str(path / "0"), mode="r+")
     array.resize((t, c, z, y, x))
     array[0] = 0  # the placeholder voxel; frame 0 is written by its task
@@ -301,7 +333,10 @@ def _open_client(scheduler: str | None, n_workers: int | None):
         return client, None
     workers = max(1, int(n_workers or os.cpu_count() or 1))
     cluster = LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
         silence_logs=logging.CRITICAL,  # failures are reported per frame in the manifest
     )
     try:
@@ -324,7 +359,9 @@ def _plugin_name(options: DetectionOptions, model_sha: str | None) -> str:
     return f"{PLUGIN_PREFIX}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
-def _register(client, options: DetectionOptions, model_sha: str | None, torch_threads: int | None) -> str:
+def _register(
+    client, options: DetectionOptions, model_sha: str | None, torch_threads: int | None
+) -> str:
     from napari_kinetochores._batch_worker import DetectorPlugin
 
     name = _plugin_name(options, model_sha)
@@ -434,7 +471,9 @@ def run_batch(
     if options.method not in METHODS:
         raise InputError(f"unknown method {options.method!r}; choose one of {tuple(METHODS)}")
     if save_probabilities and options.method not in ("unet", "classical"):
-        raise InputError(f"--save-probabilities needs --method unet or classical, not {options.method!r}")
+        raise InputError(
+            f"--save-probabilities needs --method unet or classical, not {options.method!r}"
+        )
     movies = expand_inputs(inputs)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -456,13 +495,17 @@ def run_batch(
         "core_yx": int(core_yx),
         "model_sha256": model_sha,
     }
-    parameters_sha = hashlib.sha256(json.dumps(parameters, sort_keys=True, default=str).encode()).hexdigest()
+    parameters_sha = hashlib.sha256(
+        json.dumps(parameters, sort_keys=True, default=str).encode()
+    ).hexdigest()
     manifest_path = output_dir / MANIFEST_NAME
     if resume and manifest_path.exists():
         try:
             earlier = json.loads(manifest_path.read_text())
         except (OSError, ValueError) as error:
-            raise InputError(f"cannot read the manifest to resume from ({error})", manifest_path) from None
+            raise InputError(
+                f"cannot read the manifest to resume from ({error})", manifest_path
+            ) from None
         if earlier.get("parameters_sha256") != parameters_sha:
             raise InputError(
                 "the outputs there were made with other parameters; resume with the same "
@@ -507,7 +550,9 @@ def run_batch(
             "local": cluster is not None,
             "workers": n_found,
         }
-        echo(f"Dask dashboard: {client.dashboard_link}  (scheduler {client.scheduler.address}, {n_found} worker(s))")
+        echo(
+            f"Dask dashboard: {client.dashboard_link}  (scheduler {client.scheduler.address}, {n_found} worker(s))"
+        )
         plugin_name = _register(client, options, model_sha, _torch_threads(client, cluster))
 
         specs = [MovieSpec(str(p), axes, voxel, dataset) for p in movies]
@@ -528,9 +573,13 @@ def run_batch(
                 echo(f"warning: {message}")
             shape = probe["shape"]
             entry.update(
-                shape_tczyx=shape, voxel_size_um=probe["voxel_size_um"],
-                voxel_size_source=probe["voxel_size_source"], dtype=probe["dtype"],
-                warnings=probe["warnings"], output=f"{stem}.csv", n_detections=None,
+                shape_tczyx=shape,
+                voxel_size_um=probe["voxel_size_um"],
+                voxel_size_source=probe["voxel_size_source"],
+                dtype=probe["dtype"],
+                warnings=probe["warnings"],
+                output=f"{stem}.csv",
+                n_detections=None,
                 tiled=bool(max_frame_voxels and shape[2] * shape[3] * shape[4] > max_frame_voxels),
             )
             parts = output_dir / PARTS_DIR / stem
@@ -543,7 +592,9 @@ def run_batch(
                 entry["probabilities"] = map_store.name
                 channels, kind = _map_channels(options, shape[1], model_config)
                 if not (resume and (map_store / "0").exists()):
-                    create_map_store(map_store, shape, channels, kind, probe["voxel_size_um"], core_yx)
+                    create_map_store(
+                        map_store, shape, channels, kind, probe["voxel_size_um"], core_yx
+                    )
             entry["frames"] = []
             for t in probe["frames"]:
                 part = _part_path(output_dir, stem, t)
@@ -553,8 +604,13 @@ def run_batch(
                     result.n_skipped += 1
                     continue
                 job = FrameJob(
-                    spec, t, plugin_name, max_frame_voxels, (None, int(core_yx), int(core_yx)),
-                    str(part), None if map_store is None else str(map_store),
+                    spec,
+                    t,
+                    plugin_name,
+                    max_frame_voxels,
+                    (None, int(core_yx), int(core_yx)),
+                    str(part),
+                    None if map_store is None else str(map_store),
                 )
                 jobs.append((len(entries) - 1, len(entry["frames"]) - 1, job))
         manifest["movies"] = entries
@@ -579,8 +635,13 @@ def run_batch(
 
         submitted = {}
         for movie_index, frame_index, job in jobs:
-            key = f"kinetochores-frame-{entries[movie_index]['stem']}-{job.t}-{uuid.uuid4().hex[:8]}"
-            submitted[client.submit(run_frame, job, key=key, pure=False)] = (movie_index, frame_index)
+            key = (
+                f"kinetochores-frame-{entries[movie_index]['stem']}-{job.t}-{uuid.uuid4().hex[:8]}"
+            )
+            submitted[client.submit(run_frame, job, key=key, pure=False)] = (
+                movie_index,
+                frame_index,
+            )
         result.n_submitted = len(submitted)
         last_save = time.monotonic()
         with tqdm(total=len(jobs), desc="batch", unit="frame", disable=not progress) as bar:
@@ -593,8 +654,10 @@ def run_batch(
                     state.update(status="failed", error=f"{type(error).__name__}: {error}")
                 else:
                     state.update(
-                        status="done", n_detections=outcome["n_detections"],
-                        seconds=round(outcome["seconds"], 4), tiled=outcome["tiled"],
+                        status="done",
+                        n_detections=outcome["n_detections"],
+                        seconds=round(outcome["seconds"], 4),
+                        tiled=outcome["tiled"],
                     )
                     result.task_results.append({**outcome, "stem": entries[movie_index]["stem"]})
                 future.release()
@@ -699,13 +762,17 @@ def detect_on_cluster(
     plugin_name = None
     try:
         plugin_name = _register(client, options, model_sha, _torch_threads(client, cluster))
-        probe = client.submit(probe_movie, spec, plugin_name, None if frames is None else list(frames), pure=False).result()
+        probe = client.submit(
+            probe_movie, spec, plugin_name, None if frames is None else list(frames), pure=False
+        ).result()
         if not probe["ok"]:
             raise InputError(probe["error"])
         selected = probe["frames"]
         futures = {
             client.submit(
-                run_frame, FrameJob(spec, t, plugin_name, max_frame_voxels), pure=False,
+                run_frame,
+                FrameJob(spec, t, plugin_name, max_frame_voxels),
+                pure=False,
                 key=f"kinetochores-frame-{t}-{uuid.uuid4().hex[:8]}",
             ): t
             for t in selected
@@ -726,7 +793,9 @@ def detect_on_cluster(
                 except InputError:
                     raise
                 except Exception as error:
-                    raise InputError(f"frame {futures[future]} failed on the cluster: {error}", volume_path) from error
+                    raise InputError(
+                        f"frame {futures[future]} failed on the cluster: {error}", volume_path
+                    ) from error
                 if progress_callback is not None:
                     progress_callback(len(tables), len(selected))
     finally:
@@ -740,4 +809,3 @@ def detect_on_cluster(
     if not ordered:
         return _table(0, [], probe.get("voxel_size_um") or (0.3, 0.13, 0.13))
     return pd.concat(ordered, ignore_index=True)
-

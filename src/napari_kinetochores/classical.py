@@ -50,7 +50,9 @@ def dog_response(
     voxel = np.asarray(validate_voxel_size(voxel_size_um), float)
     sigma = np.asarray(spot_sigma_um, float)
     if sigma.shape != (3,) or not np.all(np.isfinite(sigma)) or np.any(sigma <= 0):
-        raise InputError(f"spot sigma must be three positive numbers (z, y, x) in µm, got {spot_sigma_um}")
+        raise InputError(
+            f"spot sigma must be three positive numbers (z, y, x) in µm, got {spot_sigma_um}"
+        )
     sigma_vox = np.asarray(spot_sigma_um, float) / voxel
     small = sigma_vox / np.sqrt(1 + ratio**2) * np.sqrt(2)
     data = np.asarray(frame_zyx, dtype=np.float32)

@@ -18,7 +18,11 @@ from napari_kinetochores.errors import InputError
 
 def _voxel_size_arg(parser: argparse.ArgumentParser, required: bool = False) -> None:
     parser.add_argument(
-        "--voxel-size", nargs=3, type=float, metavar=("Z", "Y", "X"), required=required,
+        "--voxel-size",
+        nargs=3,
+        type=float,
+        metavar=("Z", "Y", "X"),
+        required=required,
         help="voxel size (z, y, x) in µm; overrides the file's metadata",
     )
 
@@ -33,7 +37,9 @@ def _frames(text: str | None) -> list[int] | None:
             return list(range(int(start or 0), int(stop)))
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise InputError(f"--frames {text!r} is not a frame number, a range A:B or a list A,B,C") from None
+        raise InputError(
+            f"--frames {text!r} is not a frame number, a range A:B or a list A,B,C"
+        ) from None
 
 
 def _detection_args(parser: argparse.ArgumentParser) -> None:
@@ -42,22 +48,29 @@ def _detection_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--axes", help="axes of the file, e.g. TZCYX; overrides the metadata")
     parser.add_argument("--dataset", help="HDF5 dataset key")
     parser.add_argument("--channel", type=int, default=0, help="kinetochore channel (default 0)")
-    parser.add_argument("--all-channels", action="store_true", help="also report the other channels' spots")
+    parser.add_argument(
+        "--all-channels", action="store_true", help="also report the other channels' spots"
+    )
     parser.add_argument("--method", choices=("unet", "classical", "stardist"), default="unet")
     parser.add_argument(
         "--model", help="UNet checkpoint or StarDist model folder (path or bundled name)"
     )
     parser.add_argument(
-        "--threshold", type=float,
+        "--threshold",
+        type=float,
         help="peak threshold (UNet: probability; classical: noise sigmas); default: the model's",
     )
-    parser.add_argument("--min-distance-um", type=float, help="smallest distance between detections (µm)")
+    parser.add_argument(
+        "--min-distance-um", type=float, help="smallest distance between detections (µm)"
+    )
     parser.add_argument("--frames", help="frames to process: N, A:B (end exclusive) or A,B,C")
     parser.add_argument("--tile-shape", nargs=3, type=int, metavar=("Z", "Y", "X"))
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--device", choices=("cuda", "mps", "cpu"))
     parser.add_argument(
-        "--precision", choices=("auto", "fp32"), default="auto",
+        "--precision",
+        choices=("auto", "fp32"),
+        default="auto",
         help="UNet arithmetic: auto = float16 on CUDA, bfloat16 on CPUs with native bfloat16 "
         "(AVX512-BF16/AMX); fp32 = float32 everywhere",
     )
@@ -69,10 +82,16 @@ def _detection_options(args: argparse.Namespace):
     from napari_kinetochores.detection import DetectionOptions
 
     return DetectionOptions(
-        method=args.method, channel=args.channel, threshold=args.threshold,
-        min_distance_um=args.min_distance_um, model=args.model, all_channels=args.all_channels,
+        method=args.method,
+        channel=args.channel,
+        threshold=args.threshold,
+        min_distance_um=args.min_distance_um,
+        model=args.model,
+        all_channels=args.all_channels,
         tile_shape=None if args.tile_shape is None else tuple(args.tile_shape),
-        batch_size=args.batch_size, device=args.device, precision=args.precision,
+        batch_size=args.batch_size,
+        device=args.device,
+        precision=args.precision,
     )
 
 
@@ -93,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--shape", nargs=3, type=int, metavar=("Z", "Y", "X"), default=(32, 128, 128))
     sim.add_argument("--pairs", type=int, default=20, help="number of sister pairs")
     sim.add_argument(
-        "--snr", default="moderate",
+        "--snr",
+        default="moderate",
         help="signal-to-noise ratio: very_low, low, moderate, high, or a number",
     )
     sim.add_argument("--psf-sigma-um", nargs=3, type=float, metavar=("Z", "Y", "X"))
@@ -110,18 +130,36 @@ def build_parser() -> argparse.ArgumentParser:
         "batch", help="detect kinetochores in many movies on a Dask cluster (one task per frame)"
     )
     bat.add_argument("inputs", nargs="+", help="movie files, folders and glob patterns")
-    bat.add_argument("-o", "--output-dir", type=Path, required=True,
-                     help="folder for <movie>.csv, probability OME-Zarrs and manifest.json")
+    bat.add_argument(
+        "-o",
+        "--output-dir",
+        type=Path,
+        required=True,
+        help="folder for <movie>.csv, probability OME-Zarrs and manifest.json",
+    )
     where = bat.add_mutually_exclusive_group()
-    where.add_argument("--scheduler", help="address of a running Dask scheduler, e.g. tcp://node:8786")
+    where.add_argument(
+        "--scheduler", help="address of a running Dask scheduler, e.g. tcp://node:8786"
+    )
     where.add_argument("--workers", type=int, help="local worker processes (default: CPU cores)")
     bat.add_argument("--resume", action="store_true", help="keep frames already done in OUTDIR")
-    bat.add_argument("--save-probabilities", action="store_true",
-                     help="also write <movie>.probabilities.ome.zarr (UNet output, or classical score)")
-    bat.add_argument("--max-frame-voxels", type=int, default=64_000_000,
-                     help="frames with more voxels are processed in tiles with halos (default 64e6)")
-    bat.add_argument("--tile-core", type=int, default=512,
-                     help="tile core size in y and x (voxels) for large frames")
+    bat.add_argument(
+        "--save-probabilities",
+        action="store_true",
+        help="also write <movie>.probabilities.ome.zarr (UNet output, or classical score)",
+    )
+    bat.add_argument(
+        "--max-frame-voxels",
+        type=int,
+        default=64_000_000,
+        help="frames with more voxels are processed in tiles with halos (default 64e6)",
+    )
+    bat.add_argument(
+        "--tile-core",
+        type=int,
+        default=512,
+        help="tile core size in y and x (voxels) for large frames",
+    )
     _detection_args(bat)
 
     ev = sub.add_parser("evaluate", help="match predictions to reference points and report metrics")
@@ -136,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="train a UNet (or a StarDist 3D model) from a YAML config")
     tr.add_argument("config", type=Path)
     tr.add_argument(
-        "--backend", choices=("unet", "stardist"),
+        "--backend",
+        choices=("unet", "stardist"),
         help="network to train (default: the config's `backend:` key, else unet); "
         'stardist needs pip install "napari-kinetochores[stardist]"',
     )
@@ -157,9 +196,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         try:
             snr = float(args.snr)
         except ValueError:
-            raise InputError(f"--snr {args.snr!r}: use one of {sorted(SNR_LEVELS)} or a number") from None
+            raise InputError(
+                f"--snr {args.snr!r}: use one of {sorted(SNR_LEVELS)} or a number"
+            ) from None
     params = SimulationParams(
-        n_frames=args.frames, shape_zyx=tuple(args.shape), n_pairs=args.pairs, snr=snr,
+        n_frames=args.frames,
+        shape_zyx=tuple(args.shape),
+        n_pairs=args.pairs,
+        snr=snr,
         n_clutter=args.clutter,
     )
     if args.voxel_size is not None:
@@ -172,7 +216,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         write_zarr(args.output, movie.image, params.voxel_size_um)
     elif name.endswith((".tif", ".tiff")):
         write_tiff(
-            args.output, movie.image, params.voxel_size_um, channel_names=["EGFP", "mCherry"],
+            args.output,
+            movie.image,
+            params.voxel_size_um,
+            channel_names=["EGFP", "mCherry"],
             ome=name.endswith((".ome.tif", ".ome.tiff")),
         )
     else:
@@ -187,7 +234,9 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from napari_kinetochores.detection import detect_movie
     from napari_kinetochores.io import read_volume, write_points
 
-    volume = read_volume(args.input, axes=args.axes, voxel_size_um=args.voxel_size, dataset=args.dataset)
+    volume = read_volume(
+        args.input, axes=args.axes, voxel_size_um=args.voxel_size, dataset=args.dataset
+    )
     options = _detection_options(args)
     points = detect_movie(volume, options, frames=_frames(args.frames), progress=not args.quiet)
     write_points(args.output, points, volume.voxel_size_um)
@@ -204,7 +253,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     reference = read_points(args.reference, voxel_size_um=voxel)
     cutoffs = sorted(set(REPORTED_CUTOFFS_UM) | {args.cutoff_um})
     result = evaluate_points(
-        prediction, reference, voxel, cutoffs_um=cutoffs, main_cutoff_um=args.cutoff_um,
+        prediction,
+        reference,
+        voxel,
+        cutoffs_um=cutoffs,
+        main_cutoff_um=args.cutoff_um,
         channel=None if args.channel < 0 else args.channel,
     )
     if args.per_frame is not None:
@@ -289,11 +342,21 @@ def cmd_batch(args: argparse.Namespace) -> int:
     from napari_kinetochores.batch import run_batch
 
     result = run_batch(
-        args.inputs, args.output_dir, _detection_options(args), scheduler=args.scheduler,
-        n_workers=args.workers, resume=args.resume, save_probabilities=args.save_probabilities,
-        frames=_frames(args.frames), voxel_size_um=args.voxel_size, axes=args.axes,
-        dataset=args.dataset, max_frame_voxels=args.max_frame_voxels, core_yx=args.tile_core,
-        progress=not args.quiet, command=["kinetochores", *sys.argv[1:]],
+        args.inputs,
+        args.output_dir,
+        _detection_options(args),
+        scheduler=args.scheduler,
+        n_workers=args.workers,
+        resume=args.resume,
+        save_probabilities=args.save_probabilities,
+        frames=_frames(args.frames),
+        voxel_size_um=args.voxel_size,
+        axes=args.axes,
+        dataset=args.dataset,
+        max_frame_voxels=args.max_frame_voxels,
+        core_yx=args.tile_core,
+        progress=not args.quiet,
+        command=["kinetochores", *sys.argv[1:]],
     )
     if not result.ok:
         print(
@@ -313,7 +376,8 @@ def _add_pair_track_measure_parsers(sub) -> None:
     _voxel_size_arg(pa, required=True)
     _pairing_args(pa)
     pa.add_argument(
-        "--per-frame", action="store_true",
+        "--per-frame",
+        action="store_true",
         help="pair each frame on its own even when the table has track_id",
     )
 
@@ -322,27 +386,56 @@ def _add_pair_track_measure_parsers(sub) -> None:
     tk.add_argument("-o", "--output", type=Path, required=True, help="point CSV to write")
     _voxel_size_arg(tk, required=True)
     tk.add_argument("--channel", type=int, default=0, help="kinetochore channel; -1: all rows")
-    tk.add_argument("--max-distance-um", type=float, default=0.5,
-                    help="largest frame-to-frame displacement after drift correction (µm)")
-    tk.add_argument("--gap-distance-um", type=float, default=0.7,
-                    help="largest displacement bridged by gap closing (µm)")
-    tk.add_argument("--max-gap-frames", type=int, default=2,
-                    help="most consecutive missed frames bridged (0: no gap closing)")
-    tk.add_argument("--no-drift-correction", action="store_true",
-                    help="do not remove the common (plate) motion before linking")
+    tk.add_argument(
+        "--max-distance-um",
+        type=float,
+        default=0.5,
+        help="largest frame-to-frame displacement after drift correction (µm)",
+    )
+    tk.add_argument(
+        "--gap-distance-um",
+        type=float,
+        default=0.7,
+        help="largest displacement bridged by gap closing (µm)",
+    )
+    tk.add_argument(
+        "--max-gap-frames",
+        type=int,
+        default=2,
+        help="most consecutive missed frames bridged (0: no gap closing)",
+    )
+    tk.add_argument(
+        "--no-drift-correction",
+        action="store_true",
+        help="do not remove the common (plate) motion before linking",
+    )
     tk.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    me = sub.add_parser("measure", help="measurements per kinetochore and frame (K-K, plate, delta)")
+    me = sub.add_parser(
+        "measure", help="measurements per kinetochore and frame (K-K, plate, delta)"
+    )
     me.add_argument("points", type=Path, help="point CSV (pair_id/track_id used when present)")
     me.add_argument("-o", "--output", type=Path, required=True, help="measurements CSV to write")
     _voxel_size_arg(me, required=True)
-    me.add_argument("--mcherry", type=Path,
-                    help="mCherry spots CSV; default: rows of --mcherry-channel in POINTS")
+    me.add_argument(
+        "--mcherry",
+        type=Path,
+        help="mCherry spots CSV; default: rows of --mcherry-channel in POINTS",
+    )
     me.add_argument("--mcherry-channel", type=int, default=1)
-    me.add_argument("--delta-cutoff-um", type=float, default=0.25,
-                    help="EGFP-mCherry matching cutoff after chromatic correction (µm)")
-    me.add_argument("--chromatic-shift-nm", nargs=3, type=float, metavar=("Z", "Y", "X"),
-                    help="known chromatic shift mCherry - EGFP (nm); default: median offset")
+    me.add_argument(
+        "--delta-cutoff-um",
+        type=float,
+        default=0.25,
+        help="EGFP-mCherry matching cutoff after chromatic correction (µm)",
+    )
+    me.add_argument(
+        "--chromatic-shift-nm",
+        nargs=3,
+        type=float,
+        metavar=("Z", "Y", "X"),
+        help="known chromatic shift mCherry - EGFP (nm); default: median offset",
+    )
     me.add_argument("--track", action="store_true", help="track first when there is no track_id")
     me.add_argument("--plates", type=Path, help="also write the per-frame plate fits to this CSV")
     _pairing_args(me)
@@ -350,10 +443,15 @@ def _add_pair_track_measure_parsers(sub) -> None:
 
 def _pairing_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--channel", type=int, default=0, help="kinetochore channel; -1: all rows")
-    parser.add_argument("--min-distance-um", type=float, default=0.4, help="pairing window start (µm)")
-    parser.add_argument("--max-distance-um", type=float, default=1.5, help="pairing window end (µm)")
-    parser.add_argument("--expected-distance-um", type=float, default=0.95,
-                        help="typical sister distance (µm)")
+    parser.add_argument(
+        "--min-distance-um", type=float, default=0.4, help="pairing window start (µm)"
+    )
+    parser.add_argument(
+        "--max-distance-um", type=float, default=1.5, help="pairing window end (µm)"
+    )
+    parser.add_argument(
+        "--expected-distance-um", type=float, default=0.95, help="typical sister distance (µm)"
+    )
     parser.add_argument("--no-plate", action="store_true", help="ignore the plate angle in pairing")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -362,8 +460,10 @@ def _pairing_params(args: argparse.Namespace):
     from napari_kinetochores.pairing import PairingParams
 
     return PairingParams(
-        min_distance_um=args.min_distance_um, max_distance_um=args.max_distance_um,
-        expected_distance_um=args.expected_distance_um, use_plate=not args.no_plate,
+        min_distance_um=args.min_distance_um,
+        max_distance_um=args.max_distance_um,
+        expected_distance_um=args.expected_distance_um,
+        use_plate=not args.no_plate,
     )
 
 
@@ -374,10 +474,16 @@ def cmd_pair(args: argparse.Namespace) -> int:
     voxel = tuple(args.voxel_size)
     points = read_points(args.points, voxel_size_um=voxel)
     if "pair_id" in points.columns:
-        points = points.drop(columns=[c for c in ("pair_id", "pair_reason", "pair_cost") if c in points])
+        points = points.drop(
+            columns=[c for c in ("pair_id", "pair_reason", "pair_cost") if c in points]
+        )
     out = pair_table(
-        points, voxel, params=_pairing_params(args), channel=None if args.channel < 0 else args.channel,
-        use_tracks=not args.per_frame, progress=not args.quiet,
+        points,
+        voxel,
+        params=_pairing_params(args),
+        channel=None if args.channel < 0 else args.channel,
+        use_tracks=not args.per_frame,
+        progress=not args.quiet,
     )
     write_points(args.output, out, voxel)
     kin = out[out["pair_reason"] != "not the kinetochore channel"]
@@ -397,13 +503,18 @@ def cmd_track(args: argparse.Namespace) -> int:
     if points.attrs.get("has_time") is False:
         raise InputError(
             "no time column (t, or an Arivis/napari time axis): tracking links points over time "
-            "and needs the frame of every point", args.points,
+            "and needs the frame of every point",
+            args.points,
         )
     params = TrackingParams(
-        max_distance_um=args.max_distance_um, gap_closing_distance_um=args.gap_distance_um,
-        max_gap_frames=args.max_gap_frames, drift_correction=not args.no_drift_correction,
+        max_distance_um=args.max_distance_um,
+        gap_closing_distance_um=args.gap_distance_um,
+        max_gap_frames=args.max_gap_frames,
+        drift_correction=not args.no_drift_correction,
     )
-    out = track_table(points, voxel, params=params, channel=None if args.channel < 0 else args.channel)
+    out = track_table(
+        points, voxel, params=params, channel=None if args.channel < 0 else args.channel
+    )
     write_points(args.output, out, voxel)
     n_tracks = int(out.loc[out["track_id"] >= 0, "track_id"].nunique())
     print(f"wrote {args.output}: {n_tracks} tracks over {points['t'].nunique()} frame(s)")
@@ -424,9 +535,15 @@ def cmd_measure(args: argparse.Namespace) -> int:
             raise InputError("--track: the table has no time column (t)", args.points)
         points = track_table(points, voxel, channel=channel)
     table = measure_table(
-        points, voxel, mcherry=mcherry, channel=channel, mcherry_channel=args.mcherry_channel,
-        pairing=_pairing_params(args), delta_cutoff_um=args.delta_cutoff_um,
-        chromatic_shift_nm=args.chromatic_shift_nm, progress=not args.quiet,
+        points,
+        voxel,
+        mcherry=mcherry,
+        channel=channel,
+        mcherry_channel=args.mcherry_channel,
+        pairing=_pairing_params(args),
+        delta_cutoff_um=args.delta_cutoff_um,
+        chromatic_shift_nm=args.chromatic_shift_nm,
+        progress=not args.quiet,
     )
     write_measurements(args.output, table, voxel)
     if args.plates is not None:
@@ -447,7 +564,10 @@ def cmd_measure(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
-    "simulate": cmd_simulate, "detect": cmd_detect, "batch": cmd_batch, "evaluate": cmd_evaluate,
+    "simulate": cmd_simulate,
+    "detect": cmd_detect,
+    "batch": cmd_batch,
+    "evaluate": cmd_evaluate,
     "train": cmd_train,
 }
 COMMANDS.update({"pair": cmd_pair, "track": cmd_track, "measure": cmd_measure})

@@ -62,17 +62,32 @@ def show(volume, points, reference, method: str, headless: bool, output: Path) -
     for c in range(volume.n_channels):
         data = np.asarray(volume.data[:, c])
         viewer.add_image(
-            data, name=volume.channel_names[c], scale=scale, colormap=colours[c % 2],
-            blending="additive", contrast_limits=(float(np.percentile(data, 1)), float(data.max())),
+            data,
+            name=volume.channel_names[c],
+            scale=scale,
+            colormap=colours[c % 2],
+            blending="additive",
+            contrast_limits=(float(np.percentile(data, 1)), float(data.max())),
         )
     kt_ref = reference[reference.get("channel", 0) == 0] if "channel" in reference else reference
     viewer.add_points(
-        kt_ref[["t", "z", "y", "x"]].to_numpy(), name="ground truth", scale=scale, size=3,
-        face_color="transparent", border_color="white", symbol="ring", out_of_slice_display=True,
+        kt_ref[["t", "z", "y", "x"]].to_numpy(),
+        name="ground truth",
+        scale=scale,
+        size=3,
+        face_color="transparent",
+        border_color="white",
+        symbol="ring",
+        out_of_slice_display=True,
     )
     viewer.add_points(
-        points[["t", "z", "y", "x"]].to_numpy(), name=f"detections ({method})", scale=scale, size=2,
-        face_color="yellow", features={"score": points["score"].to_numpy()}, out_of_slice_display=True,
+        points[["t", "z", "y", "x"]].to_numpy(),
+        name=f"detections ({method})",
+        scale=scale,
+        size=2,
+        face_color="yellow",
+        features={"score": points["score"].to_numpy()},
+        out_of_slice_display=True,
     )
     try:
         for widget in ("Detect kinetochores", "Correct labels", "Evaluate / match", "Export"):
@@ -94,7 +109,9 @@ def show(volume, points, reference, method: str, headless: bool, output: Path) -
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--headless", action="store_true", help="no window; write outputs and a screenshot")
+    parser.add_argument(
+        "--headless", action="store_true", help="no window; write outputs and a screenshot"
+    )
     parser.add_argument("--output", type=Path, default=Path("demo_out"))
     parser.add_argument("--method", choices=("unet", "classical"))
     args = parser.parse_args(argv)

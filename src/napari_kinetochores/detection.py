@@ -133,8 +133,12 @@ def iter_detections(
                 prediction = detector.predict_frame(volume, t, options.channel)
                 on_prediction(t, prediction)
             found = detector.detect_frame(
-                volume, t, options.channel, threshold=options.threshold,
-                min_distance_um=options.min_distance_um, all_channels=options.all_channels,
+                volume,
+                t,
+                options.channel,
+                threshold=options.threshold,
+                min_distance_um=options.min_distance_um,
+                all_channels=options.all_channels,
                 prediction=prediction,
             )
             yield t, _table(t, found, voxel_size_um)
@@ -148,8 +152,12 @@ def iter_detections(
             if cancelled is not None and cancelled():
                 return
             found = detector.detect_frame(
-                volume, t, options.channel, threshold=options.threshold,
-                min_distance_um=options.min_distance_um, all_channels=options.all_channels,
+                volume,
+                t,
+                options.channel,
+                threshold=options.threshold,
+                min_distance_um=options.min_distance_um,
+                all_channels=options.all_channels,
             )
             yield t, _table(t, found, voxel_size_um)
         return
@@ -159,21 +167,27 @@ def iter_detections(
         channels += [c for c in range(n_channels) if c != options.channel]
     from napari_kinetochores.classical import DEFAULT_MIN_DISTANCE_UM, detect_spots_classical
 
-    min_distance = DEFAULT_MIN_DISTANCE_UM if options.min_distance_um is None else options.min_distance_um
+    min_distance = (
+        DEFAULT_MIN_DISTANCE_UM if options.min_distance_um is None else options.min_distance_um
+    )
     for t in selected:
         if cancelled is not None and cancelled():
             return
         found = []
         for channel in channels:
             coords, scores = detect_spots_classical(
-                volume.frame(t, channel), voxel_size_um, threshold=options.threshold,
+                volume.frame(t, channel),
+                voxel_size_um,
+                threshold=options.threshold,
                 min_distance_um=min_distance,
             )
             found.append((channel, coords, scores))
         yield t, _table(t, found, voxel_size_um)
 
 
-def _table(t: int, found: Sequence[tuple[int, np.ndarray, np.ndarray]], voxel_size_um) -> pd.DataFrame:
+def _table(
+    t: int, found: Sequence[tuple[int, np.ndarray, np.ndarray]], voxel_size_um
+) -> pd.DataFrame:
     """Assemble the point table of one frame from (channel, coords, scores) triples."""
     parts = []
     if not found:
@@ -183,8 +197,11 @@ def _table(t: int, found: Sequence[tuple[int, np.ndarray, np.ndarray]], voxel_si
         tzyx = np.column_stack([np.full(len(coords), float(t)), coords])
         parts.append(
             points_frame(
-                tzyx, voxel_size_um, channel=np.full(len(coords), channel, int),
-                score=np.asarray(scores, float), status=np.full(len(coords), "auto", object),
+                tzyx,
+                voxel_size_um,
+                channel=np.full(len(coords), channel, int),
+                score=np.asarray(scores, float),
+                status=np.full(len(coords), "auto", object),
             )
         )
     return pd.concat(parts, ignore_index=True)
@@ -207,8 +224,11 @@ def detect_movie(
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         for _, table in tqdm(
-            iter_detections(volume, options, selected), total=len(selected), desc="detect",
-            unit="frame", disable=not progress,
+            iter_detections(volume, options, selected),
+            total=len(selected),
+            desc="detect",
+            unit="frame",
+            disable=not progress,
         ):
             tables.append(table)
     if not tables:

@@ -92,7 +92,9 @@ def _as_points(points: np.ndarray, name: str) -> np.ndarray:
 def _check_voxel_size(voxel_size_um: Sequence[float]) -> np.ndarray:
     voxel = np.asarray(voxel_size_um, dtype=np.float64)
     if voxel.shape != (3,) or not np.all(np.isfinite(voxel)) or np.any(voxel <= 0):
-        raise InputError(f"voxel size must be three positive numbers (z, y, x) in µm, got {voxel_size_um}")
+        raise InputError(
+            f"voxel size must be three positive numbers (z, y, x) in µm, got {voxel_size_um}"
+        )
     return voxel
 
 

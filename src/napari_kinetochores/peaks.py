@@ -11,11 +11,15 @@ from napari_kinetochores.errors import InputError
 REFINE_METHODS = ("gaussian", "quadratic", "centroid", "none")
 
 
-def _radius_voxels(distance_um: float | Sequence[float], voxel_size_um: Sequence[float]) -> np.ndarray:
+def _radius_voxels(
+    distance_um: float | Sequence[float], voxel_size_um: Sequence[float]
+) -> np.ndarray:
     distance = np.broadcast_to(np.asarray(distance_um, dtype=float), (3,))
     voxel = np.asarray(voxel_size_um, dtype=float)
     if voxel.shape != (3,) or np.any(voxel <= 0) or not np.all(np.isfinite(voxel)):
-        raise InputError(f"voxel size must be three positive numbers (z, y, x) in µm, got {voxel_size_um}")
+        raise InputError(
+            f"voxel size must be three positive numbers (z, y, x) in µm, got {voxel_size_um}"
+        )
     if np.any(distance < 0):
         raise InputError(f"distance must be >= 0 µm, got {distance_um}")
     return np.floor(distance / voxel + 1e-9).astype(int)
@@ -109,7 +113,9 @@ def find_peaks(
         for axis in range(3):
             present = np.flatnonzero(above.any(axis=tuple(a for a in range(3) if a != axis)))
             start = max(int(present[0]) - int(radius[axis]) - 1, 0)
-            box.append(slice(start, min(int(present[-1]) + int(radius[axis]) + 2, signed.shape[axis])))
+            box.append(
+                slice(start, min(int(present[-1]) + int(radius[axis]) + 2, signed.shape[axis]))
+            )
             offset[axis] = start
         del above
         signed = signed[tuple(box)]
@@ -141,9 +147,12 @@ def find_peaks(
     voxel_labels = labels[tuple(local.T)] - 1
     voxels = local + offset
     plateau_size = np.bincount(voxel_labels, minlength=n_labels)
-    centres = np.stack(
-        [np.bincount(voxel_labels, voxels[:, axis], n_labels) for axis in range(3)], axis=1
-    ) / plateau_size[:, None]
+    centres = (
+        np.stack(
+            [np.bincount(voxel_labels, voxels[:, axis], n_labels) for axis in range(3)], axis=1
+        )
+        / plateau_size[:, None]
+    )
     # Represent each plateau by its member voxel closest to the plateau centre.
     dist_to_centre = np.sum((voxels - centres[voxel_labels]) ** 2, axis=1)
     order = np.lexsort((dist_to_centre, voxel_labels))
@@ -161,7 +170,9 @@ def find_peaks(
     voxel = np.asarray(voxel_size_um, dtype=float)
     min_dist = float(np.min(np.broadcast_to(np.asarray(min_distance_um, float), (3,))))
     if min_dist > 0 and len(peak_voxels) > 1:
-        pairs = cKDTree(peak_voxels * voxel).query_pairs(min_dist * (1 - 1e-9), output_type="ndarray")
+        pairs = cKDTree(peak_voxels * voxel).query_pairs(
+            min_dist * (1 - 1e-9), output_type="ndarray"
+        )
         if len(pairs):
             keep = np.ones(len(peak_voxels), bool)
             pairs = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]

@@ -223,7 +223,9 @@ def refine_detections(
     for start in range(0, len(coords), 1024):  # bounded memory for many detections
         block = centres[start : start + 1024]
         index = [
-            np.clip(block[:, axis, None] + np.arange(-half[axis], half[axis] + 1), 0, shape[axis] - 1)
+            np.clip(
+                block[:, axis, None] + np.arange(-half[axis], half[axis] + 1), 0, shape[axis] - 1
+            )
             for axis in range(3)
         ]
         windows = image[

@@ -26,7 +26,9 @@ def _prepare(points_zyx, shape_zyx, voxel_size_um):
     if len(shape) != 3:
         raise InputError(f"target shape must be (Z, Y, X), got {shape_zyx}")
     if voxel.shape != (3,) or not np.all(np.isfinite(voxel)) or np.any(voxel <= 0):
-        raise InputError(f"voxel size must be three positive numbers (z, y, x) in µm, got {voxel_size_um}")
+        raise InputError(
+            f"voxel size must be three positive numbers (z, y, x) in µm, got {voxel_size_um}"
+        )
     if not np.all(np.isfinite(points)):
         raise InputError("points contain NaN or infinite coordinates")
     return points, shape, voxel
@@ -84,7 +86,8 @@ def gaussian_heatmap(
     for index, slices, grids in _local_windows(points, shape, 4 * sigma_vox):
         point = points[index]
         profiles = [
-            np.exp(-0.5 * ((g - p) / s) ** 2) for g, p, s in zip(grids, point, sigma_vox, strict=True)
+            np.exp(-0.5 * ((g - p) / s) ** 2)
+            for g, p, s in zip(grids, point, sigma_vox, strict=True)
         ]
         blob = profiles[0][:, None, None] * profiles[1][None, :, None] * profiles[2][None, None, :]
         np.maximum(out[slices], blob.astype(np.float32), out=out[slices])

@@ -115,7 +115,9 @@ def tile_grid(
     """
     shape = [int(s) for s in shape_zyx]
     if len(shape) != 3 or any(s < 1 for s in shape):
-        raise InputError(f"frame shape must be three positive sizes (Z, Y, X), got {tuple(shape_zyx)}")
+        raise InputError(
+            f"frame shape must be three positive sizes (Z, Y, X), got {tuple(shape_zyx)}"
+        )
     cores = [s if not c else int(c) for s, c in zip(shape, core_shape, strict=True)]
     if any(c < 1 for c in cores):
         raise InputError(f"tile core sizes must be positive, got {tuple(core_shape)}")
@@ -216,7 +218,9 @@ def _merge(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.n
 
 
 def _in_core(voxels: np.ndarray, tile: Tile) -> np.ndarray:
-    return np.all((voxels >= np.asarray(tile.core_start)) & (voxels < np.asarray(tile.core_stop)), axis=1)
+    return np.all(
+        (voxels >= np.asarray(tile.core_start)) & (voxels < np.asarray(tile.core_stop)), axis=1
+    )
 
 
 def classical_noise_sigma(
@@ -299,7 +303,10 @@ def detect_classical_tiled(
     if noise <= 0:  # constant frame: nothing can be a spot
         if map_writer is not None:
             for tile in tiles:
-                block = np.zeros((1, *(b - a for a, b in zip(tile.core_start, tile.core_stop, strict=True))), np.float32)
+                block = np.zeros(
+                    (1, *(b - a for a, b in zip(tile.core_start, tile.core_stop, strict=True))),
+                    np.float32,
+                )
                 map_writer(tile.core, block)
         return np.zeros((0, 3)), np.zeros(0)
     cut = DEFAULT_THRESHOLD_SIGMAS if threshold is None else float(threshold)
@@ -387,7 +394,9 @@ def detect_unet_tiled(
     detector = detector.for_volume(volume)
     shape = volume.shape[2:]
     voxel = tuple(volume.voxel_size_um)
-    min_distance = detector.info.min_distance_um if min_distance_um is None else float(min_distance_um)
+    min_distance = (
+        detector.info.min_distance_um if min_distance_um is None else float(min_distance_um)
+    )
     radius = np.maximum(_radius_voxels(min_distance, voxel), 1)
     halo = (int(radius[0]) + 4, int(radius[1]) + UNET_HALO_YX, int(radius[2]) + UNET_HALO_YX)
     tiles = tile_grid(shape, core_shape, halo)
@@ -414,7 +423,10 @@ def detect_unet_tiled(
             map_writer(tile.core, prediction[(slice(None), *tile.core_in_read)])
         for index, movie_channel in wanted:
             coords, scores = detector.peaks_from_prediction(
-                prediction[index], voxel, threshold, min_distance,
+                prediction[index],
+                voxel,
+                threshold,
+                min_distance,
                 image=read_region(volume, t, movie_channel, tile.read),
             )
             voxels = np.round(coords).astype(np.int64) + np.asarray(tile.read_start)
@@ -475,10 +487,19 @@ def detect_frame_tiled(
             from napari_kinetochores.nn.inference import UNetDetector
 
             detector = UNetDetector.from_options(options)
-        writer = None if map_writer is None else (lambda region, block: map_writer(region, block, 0))
+        writer = (
+            None if map_writer is None else (lambda region, block: map_writer(region, block, 0))
+        )
         found = detect_unet_tiled(
-            volume, t, detector, options.channel, options.threshold, options.min_distance_um,
-            options.all_channels, core_shape, writer,
+            volume,
+            t,
+            detector,
+            options.channel,
+            options.threshold,
+            options.min_distance_um,
+            options.all_channels,
+            core_shape,
+            writer,
         )
         return _table(t, found, voxel)
     if options.method != "classical":
@@ -490,11 +511,18 @@ def detect_frame_tiled(
     for index, channel in enumerate(channels):
         writer = None
         if map_writer is not None:
+
             def writer(region, block, _index=index):
                 map_writer(region, block, _index)
 
         coords, scores = detect_classical_tiled(
-            volume, t, channel, options.threshold, options.min_distance_um, core_shape, writer,
+            volume,
+            t,
+            channel,
+            options.threshold,
+            options.min_distance_um,
+            core_shape,
+            writer,
         )
         found.append((channel, coords, scores))
     return _table(t, found, voxel)

@@ -255,7 +255,9 @@ class DetectWidget(KinetochoreWidget):
             from napari_kinetochores.stardist_backend import stardist_model_path
 
             folder = self.stardist_folder.value
-            model = str(folder) if folder is not None and str(folder).strip() not in ("", ".") else None
+            model = (
+                str(folder) if folder is not None and str(folder).strip() not in ("", ".") else None
+            )
             stardist_model_path(model)  # a clear error now for a missing model
         return DetectionOptions(
             method=self.method.value,

@@ -97,7 +97,9 @@ def training_worker(config: Any, samples: list, cancel: threading.Event, relay: 
 
 
 @thread_worker
-def stardist_training_worker(config: Any, samples: list, cancel: threading.Event, relay: _EpochRelay):
+def stardist_training_worker(
+    config: Any, samples: list, cancel: threading.Event, relay: _EpochRelay
+):
     """Run StarDist training in its own process; return ``{"result": …}`` or ``{"error": …}``."""
     from napari_kinetochores.isolated import iter_train_stardist_isolated
 

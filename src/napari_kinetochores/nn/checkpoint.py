@@ -68,7 +68,9 @@ def save_checkpoint(
             "percentiles": list(info.percentiles),
             "threshold": float(info.threshold),
             "min_distance_um": float(info.min_distance_um),
-            "heatmap_sigma_um": list(np.broadcast_to(np.asarray(info.heatmap_sigma_um, float), (3,)).tolist()),
+            "heatmap_sigma_um": list(
+                np.broadcast_to(np.asarray(info.heatmap_sigma_um, float), (3,)).tolist()
+            ),
             "distance_clip_um": float(info.distance_clip_um),
             "tile_shape": list(info.tile_shape),
             "training": info.training,
@@ -107,7 +109,9 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> LoadedModel:
     try:
         payload = torch.load(path, map_location=device, weights_only=True)
     except Exception as error:  # torch raises many types for corrupt files
-        raise InputError(f"not a readable checkpoint ({type(error).__name__}: {error})", path) from None
+        raise InputError(
+            f"not a readable checkpoint ({type(error).__name__}: {error})", path
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise InputError("not a napari-kinetochores checkpoint (no format tag)", path)
     if "model_config" not in payload or "state_dict" not in payload:
@@ -124,7 +128,9 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> LoadedModel:
         percentiles=tuple(raw_info.get("percentiles", (1.0, 99.8))),
         threshold=float(raw_info.get("threshold", 0.5)),
         min_distance_um=float(raw_info.get("min_distance_um", 0.3)),
-        heatmap_sigma_um=tuple(np.broadcast_to(np.asarray(raw_info.get("heatmap_sigma_um", 0.1), float), (3,)).tolist()),
+        heatmap_sigma_um=tuple(
+            np.broadcast_to(np.asarray(raw_info.get("heatmap_sigma_um", 0.1), float), (3,)).tolist()
+        ),
         distance_clip_um=float(raw_info.get("distance_clip_um", 1.0)),
         tile_shape=tuple(raw_info.get("tile_shape", (32, 128, 128))),
         training=dict(raw_info.get("training", {})),
@@ -160,5 +166,7 @@ def bundled_model_path(name: str | None = None, must_exist: bool = True) -> Path
         return path
     if must_exist:
         available = sorted(p.stem for p in BUNDLED_DIR.glob("*.pt"))
-        raise InputError(f"no bundled model named {name or DEFAULT_MODEL_NAME!r}; available: {available}")
+        raise InputError(
+            f"no bundled model named {name or DEFAULT_MODEL_NAME!r}; available: {available}"
+        )
     return None

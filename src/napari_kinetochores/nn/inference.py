@@ -203,8 +203,13 @@ def predict_volume(
         nonlocal out_channels, accumulated, weights
         tensor = torch.from_numpy(np.stack(batch)).to(device)
         started = time.perf_counter()
-        with torch.inference_mode(), torch.autocast(
-            device_type="cuda" if device == "cuda" else "cpu", dtype=autocast_dtype, enabled=use_autocast
+        with (
+            torch.inference_mode(),
+            torch.autocast(
+                device_type="cuda" if device == "cuda" else "cpu",
+                dtype=autocast_dtype,
+                enabled=use_autocast,
+            ),
         ):
             result = model(tensor).float().cpu().numpy()
         if timings is not None:
@@ -267,7 +272,9 @@ class UNetDetector:
         self.config = loaded.config
         self.info = loaded.info
         self.device = device
-        self.tile_shape = tuple(tile_shape) if tile_shape is not None else tuple(self.info.tile_shape)
+        self.tile_shape = (
+            tuple(tile_shape) if tile_shape is not None else tuple(self.info.tile_shape)
+        )
         self.batch_size = int(batch_size)
         self.precision = precision
         # For movies shorter than the temporal window (see for_volume): set by from_options
@@ -298,8 +305,11 @@ class UNetDetector:
         model (see :meth:`for_volume`).
         """
         detector = cls.load(
-            options.model, device=options.device, tile_shape=options.tile_shape,
-            batch_size=options.batch_size, precision=getattr(options, "precision", "auto"),
+            options.model,
+            device=options.device,
+            tile_shape=options.tile_shape,
+            batch_size=options.batch_size,
+            precision=getattr(options, "precision", "auto"),
         )
         if options.model is None and detector.config.temporal_window > 1:
             if bundled_model_path(SINGLE_FRAME_MODEL, must_exist=False) is not None:
@@ -328,8 +338,11 @@ class UNetDetector:
             return self
         if self._short_movie_detector is None:
             self._short_movie_detector = UNetDetector.load(
-                self.short_movie_model, device=self.device, tile_shape=self.tile_shape,
-                batch_size=self.batch_size, precision=self.precision,
+                self.short_movie_model,
+                device=self.device,
+                tile_shape=self.tile_shape,
+                batch_size=self.batch_size,
+                precision=self.precision,
             )
             warnings.warn(
                 f"{volume.path}: the movie has {volume.n_frames} frame(s), fewer than the "
@@ -372,8 +385,13 @@ class UNetDetector:
         # float16 storage halves the input's memory on large frames; its rounding
         # (1 part in 2000) is far below the noise, which is 0.1 in these units.
         stack = stack_input(
-            volume.frame, t, volume.n_frames, self.input_channels(channel),
-            self.config.temporal_window, dtype=np.float16, **self.normalization,
+            volume.frame,
+            t,
+            volume.n_frames,
+            self.input_channels(channel),
+            self.config.temporal_window,
+            dtype=np.float16,
+            **self.normalization,
         )
         distance = self.config.target == "distance"
         return self._predict_with_retry(stack, 1.0 if distance else 0.0)
@@ -397,9 +415,15 @@ class UNetDetector:
         while True:
             try:
                 return predict_volume(
-                    self.model, stack, tile, batch_size=self.batch_size, device=self.device,
-                    signal_channel=self.signal_channel, empty_value=empty_value,
-                    divisor=self.config.divisor, autocast=self.autocast,
+                    self.model,
+                    stack,
+                    tile,
+                    batch_size=self.batch_size,
+                    device=self.device,
+                    signal_channel=self.signal_channel,
+                    empty_value=empty_value,
+                    divisor=self.config.divisor,
+                    autocast=self.autocast,
                 )
             except torch.OutOfMemoryError:
                 if self.device != "cuda" or np.all(tile <= np.asarray(self.config.divisor) * 2):
@@ -429,10 +453,16 @@ class UNetDetector:
         from napari_kinetochores.refine import refine_detections
 
         threshold = self.info.threshold if threshold is None else float(threshold)
-        min_distance = self.info.min_distance_um if min_distance_um is None else float(min_distance_um)
+        min_distance = (
+            self.info.min_distance_um if min_distance_um is None else float(min_distance_um)
+        )
         if self.config.target == "distance":
             coords, values = find_peaks(
-                prediction, voxel_size_um, min_distance, threshold_abs=threshold, mode="min",
+                prediction,
+                voxel_size_um,
+                min_distance,
+                threshold_abs=threshold,
+                mode="min",
                 refine="quadratic",
             )
             scores = 1.0 - values
@@ -467,7 +497,10 @@ class UNetDetector:
             if movie_channel != channel and not all_channels:
                 continue
             coords, scores = self.peaks_from_prediction(
-                prediction[index], volume.voxel_size_um, threshold, min_distance_um,
+                prediction[index],
+                volume.voxel_size_um,
+                threshold,
+                min_distance_um,
                 image=volume.frame(t, movie_channel),
             )
             found.append((movie_channel, coords, scores))

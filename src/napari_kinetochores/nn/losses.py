@@ -52,7 +52,9 @@ def separable_gaussian(
     return out
 
 
-def soft_dice_loss(prediction: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+def soft_dice_loss(
+    prediction: torch.Tensor, target: torch.Tensor, eps: float = 1e-6
+) -> torch.Tensor:
     """1 − Dice with a squared denominator, per (sample, channel), averaged.
 
     ``1 - 2 Σ p t / (Σ p² + Σ t² + eps)``
@@ -101,12 +103,16 @@ class KernelSchedule:
         random: bool = False,
         anisotropy: float = 1.0,
     ) -> None:
-        self.steps = sorted((KernelStep(int(e), int(s), float(g)) for e, s, g in steps), key=lambda k: k.epoch)
+        self.steps = sorted(
+            (KernelStep(int(e), int(s), float(g)) for e, s, g in steps), key=lambda k: k.epoch
+        )
         if not self.steps:
             raise InputError("the kernel schedule needs at least one step")
         self.continuous, self.random, self.anisotropy = continuous, random, anisotropy
 
-    def kernel_xy(self, epoch: float, generator: torch.Generator | None = None) -> tuple[int, float]:
+    def kernel_xy(
+        self, epoch: float, generator: torch.Generator | None = None
+    ) -> tuple[int, float]:
         """(size, sigma) in voxels along y and x at ``epoch``."""
         current = self.steps[0]
         following = None
@@ -206,7 +212,9 @@ def uses_logits(name: str) -> bool:
     return name == "bce"
 
 
-def build_loss(name: str, schedule: KernelSchedule | None = None, pos_weight: float = 1.0) -> nn.Module:
+def build_loss(
+    name: str, schedule: KernelSchedule | None = None, pos_weight: float = 1.0
+) -> nn.Module:
     """Loss by name: one of :data:`LOSSES`.
 
     ``bce_dice`` is BCE plus Dice on probabilities (computed from one

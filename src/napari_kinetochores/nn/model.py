@@ -55,7 +55,9 @@ class ModelConfig:
 
     def validate(self) -> ModelConfig:
         if self.architecture not in ARCHITECTURES:
-            raise InputError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
+            raise InputError(
+                f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}"
+            )
         if self.target not in TARGETS:
             raise InputError(f"target must be one of {TARGETS}, got {self.target!r}")
         if self.temporal_window < 1 or self.temporal_window % 2 == 0:
@@ -67,7 +69,9 @@ class ModelConfig:
                 f"pool_kernels needs {self.num_levels - 1} entries (one per level), got {len(self.pool_kernels)}"
             )
         if any(len(k) != 3 or min(k) < 1 for k in self.pool_kernels):
-            raise InputError(f"each pool kernel must be three integers >= 1, got {self.pool_kernels}")
+            raise InputError(
+                f"each pool kernel must be three integers >= 1, got {self.pool_kernels}"
+            )
         if "g" in self.layer_order.split("c")[0] and self.in_channels >= self.num_groups:
             # pytorch-3dunet group-normalises the input first with "gcr"; the groups must divide it.
             if self.in_channels % self.num_groups:
@@ -76,7 +80,9 @@ class ModelConfig:
                     f"{self.num_groups}; choose num_groups > {self.in_channels} or a divisor of it"
                 )
         if self.f_maps % self.num_groups:
-            raise InputError(f"f_maps={self.f_maps} must be divisible by num_groups={self.num_groups}")
+            raise InputError(
+                f"f_maps={self.f_maps} must be divisible by num_groups={self.num_groups}"
+            )
         return self
 
     def to_dict(self) -> dict:

@@ -165,7 +165,9 @@ def _targets_for(points_by_channel, shape, voxel_size_um, config: TrainConfig) -
     return np.stack(planes).astype(np.float32)
 
 
-def prepare_sample(image_tczyx, points, voxel_size_um, config: TrainConfig, source: str = "") -> Sample:
+def prepare_sample(
+    image_tczyx, points, voxel_size_um, config: TrainConfig, source: str = ""
+) -> Sample:
     """Turn a movie (T, C, Z, Y, X) and its point table into training inputs and targets.
 
     Raises :class:`InputError` when there are no points for a detected channel
@@ -176,7 +178,10 @@ def prepare_sample(image_tczyx, points, voxel_size_um, config: TrainConfig, sour
     shape = image.shape[2:]
     needed = set(config.model.image_channels) | set(config.model.detected_channels)
     if max(needed) >= n_channels:
-        raise InputError(f"the model needs channels {sorted(needed)} but the movie has {n_channels}", source or None)
+        raise InputError(
+            f"the model needs channels {sorted(needed)} but the movie has {n_channels}",
+            source or None,
+        )
     if len(points) == 0:
         raise InputError("no labelled points to train on", source or None)
     coords = points[["z", "y", "x"]].to_numpy(float)
@@ -201,7 +206,11 @@ def prepare_sample(image_tczyx, points, voxel_size_um, config: TrainConfig, sour
         for channel in config.model.detected_channels:
             rows = in_frame[in_frame["channel"] == channel] if has_channel else in_frame
             per_channel.append(rows[["z", "y", "x"]].to_numpy(float))
-        inputs.append(stack_input(reader, t, n_frames, config.model.image_channels, config.model.temporal_window))
+        inputs.append(
+            stack_input(
+                reader, t, n_frames, config.model.image_channels, config.model.temporal_window
+            )
+        )
         targets.append(_targets_for(per_channel, shape, voxel_size_um, config))
         spot_lists.append(per_channel[0])
     return Sample(inputs, targets, spot_lists, tuple(voxel_size_um))
@@ -216,7 +225,9 @@ def _simulated_sample(rng: np.random.Generator, config: TrainConfig, seed: int) 
         movie = simulate_movie(params, seed=seed)
         if (movie.points["channel"] == config.model.detected_channels[0]).any():
             break
-    return prepare_sample(movie.image, movie.points, params.voxel_size_um, config, source=f"simulation {seed}")
+    return prepare_sample(
+        movie.image, movie.points, params.voxel_size_um, config, source=f"simulation {seed}"
+    )
 
 
 def _file_samples(config: TrainConfig) -> list[Sample]:
@@ -229,7 +240,9 @@ def _file_samples(config: TrainConfig) -> list[Sample]:
         volume = read_volume(entry["movie"], voxel_size_um=entry.get("voxel_size_um"))
         points = read_points(entry["points"], voxel_size_um=volume.voxel_size_um)
         samples.append(
-            prepare_sample(np.asarray(volume.data), points, volume.voxel_size_um, config, str(entry["points"]))
+            prepare_sample(
+                np.asarray(volume.data), points, volume.voxel_size_um, config, str(entry["points"])
+            )
         )
     return samples
 
@@ -264,12 +277,20 @@ def validate(model, config: TrainConfig, movies, device: str) -> dict:
         image = movie.image
         t = image.shape[0] // 2
         stack = stack_input(
-            lambda ti, c, image=image: image[ti, c], t, image.shape[0],
-            config.model.image_channels, config.model.temporal_window,
+            lambda ti, c, image=image: image[ti, c],
+            t,
+            image.shape[0],
+            config.model.image_channels,
+            config.model.temporal_window,
         )
         prediction = predict_volume(
-            model, stack, config.tile_shape, device=device, empty_value=1.0 if distance else 0.0,
-            divisor=config.model.divisor, signal_channel=config.model.temporal_window // 2,
+            model,
+            stack,
+            config.tile_shape,
+            device=device,
+            empty_value=1.0 if distance else 0.0,
+            divisor=config.model.divisor,
+            signal_channel=config.model.temporal_window // 2,
         )[0]
         gt = movie.points
         gt = gt[(np.round(gt["t"]) == t) & (gt["channel"] == config.model.detected_channels[0])]
@@ -277,9 +298,12 @@ def validate(model, config: TrainConfig, movies, device: str) -> dict:
         voxel = movie.params.voxel_size_um
         # One peak search at the most permissive threshold, then filter per threshold.
         coords, values = find_peaks(
-            prediction, voxel, config.min_distance_um,
+            prediction,
+            voxel,
+            config.min_distance_um,
             threshold_abs=max(thresholds) if distance else min(thresholds),
-            mode="min" if distance else "max", refine="quadratic" if distance else "gaussian",
+            mode="min" if distance else "max",
+            refine="quadratic" if distance else "gaussian",
         )
         for k, threshold in enumerate(thresholds):
             keep = values < threshold if distance else values > threshold
@@ -362,14 +386,22 @@ def train(
     model.to(device)
 
     anisotropy = config.voxel_size_um[2] / config.voxel_size_um[0]
-    schedule = KernelSchedule(config.kernel_schedule, config.kernel_continuous, config.kernel_random, anisotropy)
+    schedule = KernelSchedule(
+        config.kernel_schedule, config.kernel_continuous, config.kernel_random, anisotropy
+    )
     loss_fn = build_loss(config.loss, schedule)
     logits = uses_logits(config.loss)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
     if config.scheduler == "cosine":
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(config.epochs, 1))
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=max(config.epochs, 1)
+        )
     elif config.scheduler == "step":
-        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.step_size, gamma=0.3)
+        scheduler = torch.optim.lr_scheduler.StepLR(
+            optimizer, step_size=config.step_size, gamma=0.3
+        )
     else:
         raise InputError(f"scheduler must be 'cosine' or 'step', got {config.scheduler!r}")
     use_amp = device == "cuda"
@@ -397,14 +429,19 @@ def train(
     elif config.data.source == "files":
         pool = _file_samples(config)
     else:
-        pool = [_simulated_sample(rng, config, config.seed * 10_000 + i) for i in range(config.data.pool_size)]
+        pool = [
+            _simulated_sample(rng, config, config.seed * 10_000 + i)
+            for i in range(config.data.pool_size)
+        ]
     movies = validation_set(config)
     augment = Augmenter()
     target_fill = 1.0 if config.model.target == "distance" else 0.0
     log_path = output / "log.csv"
     info_base = dict(
-        voxel_size_um=tuple(config.voxel_size_um), min_distance_um=config.min_distance_um,
-        heatmap_sigma_um=config.heatmap_sigma_um, distance_clip_um=config.distance_clip_um,
+        voxel_size_um=tuple(config.voxel_size_um),
+        min_distance_um=config.min_distance_um,
+        heatmap_sigma_um=config.heatmap_sigma_um,
+        distance_clip_um=config.distance_clip_um,
         tile_shape=tuple(config.tile_shape),
     )
     started = time.monotonic()
@@ -416,7 +453,12 @@ def train(
         if hasattr(loss_fn, "set_epoch"):
             loss_fn.set_epoch(epoch)
         losses = []
-        bar = tqdm(range(config.steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
+        bar = tqdm(
+            range(config.steps_per_epoch),
+            desc=f"epoch {epoch + 1}/{config.epochs}",
+            disable=not progress,
+            leave=False,
+        )
         for _ in bar:
             if cancelled is not None and cancelled():
                 stop = True
@@ -426,8 +468,13 @@ def train(
                 sample = pool[rng.integers(len(pool))]
                 t = int(rng.integers(len(sample.inputs)))
                 image, target = sample_patch(
-                    rng, sample.inputs[t], sample.targets[t], sample.points[t], config.patch_shape,
-                    config.data.spot_bias, target_fill,
+                    rng,
+                    sample.inputs[t],
+                    sample.targets[t],
+                    sample.points[t],
+                    config.patch_shape,
+                    config.data.spot_bias,
+                    target_fill,
                 )
                 image, target = augment(rng, image, target)
                 images.append(image)
@@ -469,16 +516,29 @@ def train(
         if metrics["f1"] > best_f1:
             best_f1, best_threshold = metrics["f1"], metrics["threshold"]
             save_checkpoint(
-                output / "best.pt", model, config.model,
-                ModelInfo(threshold=best_threshold, training={**training_info, "validation": metrics}, **info_base),
+                output / "best.pt",
+                model,
+                config.model,
+                ModelInfo(
+                    threshold=best_threshold,
+                    training={**training_info, "validation": metrics},
+                    **info_base,
+                ),
             )
         state = {
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch,
-            "best_f1": best_f1, "best_threshold": best_threshold, "history": history,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "epoch": epoch,
+            "best_f1": best_f1,
+            "best_threshold": best_threshold,
+            "history": history,
         }
         save_checkpoint(
-            output / "last.pt", model, config.model,
-            ModelInfo(threshold=best_threshold, training=training_info, **info_base), training_state=state,
+            output / "last.pt",
+            model,
+            config.model,
+            ModelInfo(threshold=best_threshold, training=training_info, **info_base),
+            training_state=state,
         )
         if stop or (config.time_limit_min and elapsed > 60 * config.time_limit_min):
             break
@@ -487,8 +547,18 @@ def train(
                 pool[int(rng.integers(len(pool)))] = _simulated_sample(rng, config, seed_counter)
                 seed_counter += 1
     if not (output / "best.pt").exists():
-        raise InputError("training stopped before the first epoch finished; nothing to save", output)
-    return TrainResult(output / "best.pt", output / "last.pt", best_f1, best_threshold, log_path, epoch + 1, history)
+        raise InputError(
+            "training stopped before the first epoch finished; nothing to save", output
+        )
+    return TrainResult(
+        output / "best.pt",
+        output / "last.pt",
+        best_f1,
+        best_threshold,
+        log_path,
+        epoch + 1,
+        history,
+    )
 
 
 def _append_log(path: Path, row: dict) -> None:
