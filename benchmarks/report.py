@@ -407,7 +407,7 @@ def peers_section(peers: dict, images: Path, doc_dir: Path) -> str:
         out += [
             "### Peak memory",
             "",
-            f"A fresh process per method detects once on the {memory['frame']} frame; `ru_maxrss`, and the "
+            f"A fresh process per method detects once on the {memory['frame']} frame; peak RSS (VmHWM, which unlike `ru_maxrss` is not inherited from the benchmark driver over fork + exec), and the "
             "RSS of the idle worker before its first call (the libraries load on first use, so the "
             "difference includes them: torch alone weighs a few hundred MB):",
             "",

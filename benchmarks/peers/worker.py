@@ -49,6 +49,18 @@ def rss_mb() -> float:
 
 
 def peak_rss_mb() -> float:
+    """High-water RSS of this process: VmHWM on Linux.
+
+    Not ``ru_maxrss``: Linux carries it over ``fork`` + ``exec``, so a worker
+    started by a 1 GB benchmark driver reported 1 GB whatever it used.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
