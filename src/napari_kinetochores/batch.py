@@ -376,6 +376,16 @@ def _unregister(client, name: str) -> None:
         pass
 
 
+def _release(client, cluster, own_client: bool, plugin_name: str | None) -> None:
+    """End a batch's use of Dask: free the model on a shared cluster, close what we started."""
+    if plugin_name is not None and cluster is None:  # a shared cluster: free the model
+        _unregister(client, plugin_name)
+    if own_client:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
 def _model_info(options: DetectionOptions):
     """(path, sha256, model config) of the UNet checkpoint; Nones for classical."""
     if options.method != "unet":
@@ -677,12 +687,7 @@ def run_batch(
                 save_manifest()
             except OSError:
                 pass
-        if plugin_name is not None and cluster is None:  # a shared cluster: free the model
-            _unregister(client, plugin_name)
-        if own_client:
-            client.close()
-            if cluster is not None:
-                cluster.close()
+        _release(client, cluster, own_client, plugin_name)
     done = sum(e["status"] == "done" for e in manifest["movies"])
     echo(
         f"{done} of {len(manifest['movies'])} movie(s) done ({result.n_submitted} frame(s) computed, "
@@ -799,12 +804,7 @@ def detect_on_cluster(
                 if progress_callback is not None:
                     progress_callback(len(tables), len(selected))
     finally:
-        if plugin_name is not None and cluster is None:  # a shared cluster: free the model
-            _unregister(client, plugin_name)
-        if own_client:
-            client.close()
-            if cluster is not None:
-                cluster.close()
+        _release(client, cluster, own_client, plugin_name)
     ordered = [tables[t] for t in selected if t in tables]
     if not ordered:
         return _table(0, [], probe.get("voxel_size_um") or (0.3, 0.13, 0.13))

@@ -120,18 +120,23 @@ def iter_detections(
         )
     voxel_size_um = tuple(volume.voxel_size_um)
     selected = _frame_range(n_frames, frames)
-    if options.method == "unet":
-        from napari_kinetochores.nn.inference import UNetDetector
+    if options.method in ("unet", "stardist"):
+        if options.method == "unet":
+            from napari_kinetochores.nn.inference import UNetDetector
 
-        detector = UNetDetector.from_options(options).for_volume(volume)
+            detector = UNetDetector.from_options(options).for_volume(volume)
+        else:
+            from napari_kinetochores.stardist_backend import StarDistDetector
+
+            detector = StarDistDetector.load(options.model, tile_shape=options.tile_shape)
         detector.check_input(volume, options.channel)
         for t in selected:
             if cancelled is not None and cancelled():
                 return
-            prediction = None
-            if on_prediction is not None:
-                prediction = detector.predict_frame(volume, t, options.channel)
-                on_prediction(t, prediction)
+            computed = {}
+            if on_prediction is not None and options.method == "unet":
+                computed["prediction"] = detector.predict_frame(volume, t, options.channel)
+                on_prediction(t, computed["prediction"])
             found = detector.detect_frame(
                 volume,
                 t,
@@ -139,25 +144,7 @@ def iter_detections(
                 threshold=options.threshold,
                 min_distance_um=options.min_distance_um,
                 all_channels=options.all_channels,
-                prediction=prediction,
-            )
-            yield t, _table(t, found, voxel_size_um)
-        return
-    if options.method == "stardist":
-        from napari_kinetochores.stardist_backend import StarDistDetector
-
-        detector = StarDistDetector.load(options.model, tile_shape=options.tile_shape)
-        detector.check_input(volume, options.channel)
-        for t in selected:
-            if cancelled is not None and cancelled():
-                return
-            found = detector.detect_frame(
-                volume,
-                t,
-                options.channel,
-                threshold=options.threshold,
-                min_distance_um=options.min_distance_um,
-                all_channels=options.all_channels,
+                **computed,
             )
             yield t, _table(t, found, voxel_size_um)
         return

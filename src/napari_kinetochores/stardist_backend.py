@@ -241,7 +241,12 @@ class StarDistConfig:
 
 def stardist_config_from_dict(values: dict) -> StarDistConfig:
     """Build a :class:`StarDistConfig` from nested dicts (as loaded from YAML)."""
-    from napari_kinetochores.nn.training import DataConfig, ValidationConfig, _build
+    from napari_kinetochores.nn.training import (
+        DataConfig,
+        ValidationConfig,
+        _build,
+        check_data_config,
+    )
 
     values = dict(values or {})
     values.pop("backend", None)
@@ -254,10 +259,7 @@ def stardist_config_from_dict(values: dict) -> StarDistConfig:
         config.data = _build(DataConfig, data, "data")
     if validation is not None:
         config.validation = _build(ValidationConfig, validation, "validation")
-    if config.data.source not in ("simulate", "files"):
-        raise InputError(f"data.source must be 'simulate' or 'files', got {config.data.source!r}")
-    if config.data.source == "files" and not config.data.files:
-        raise InputError("data.source is 'files' but data.files is empty")
+    check_data_config(config.data)
     if config.center not in CENTER_METHODS:
         raise InputError(f"center must be one of {CENTER_METHODS}, got {config.center!r}")
     if len(net.grid) != 3 or any(int(g) < 1 for g in net.grid):
@@ -283,19 +285,9 @@ def stardist_config_from_dict(values: dict) -> StarDistConfig:
 
 def load_stardist_config(path: str | Path) -> StarDistConfig:
     """Read a StarDist training config from YAML; errors name the file."""
-    import yaml
+    from napari_kinetochores.nn.training import read_yaml_config
 
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("config file not found", path)
-    try:
-        values = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise InputError(f"not valid YAML: {error}", path) from None
-    try:
-        return stardist_config_from_dict(values or {})
-    except (InputError, TypeError) as error:
-        raise InputError(str(error), path) from None
+    return read_yaml_config(path, stardist_config_from_dict)
 
 
 def anisotropy_from_voxel_size(voxel_size_um: Sequence[float]) -> tuple[float, float, float]:

@@ -46,6 +46,14 @@ def _local_windows(points: np.ndarray, shape: tuple[int, ...], half_width: np.nd
         yield index, slices, grids
 
 
+def _window_distance2(grids: list[np.ndarray], point: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Squared scaled distance of every voxel of a window (from :func:`_local_windows`) to ``point``."""
+    return sum(
+        (((g - p) * s) ** 2).reshape([-1 if k == axis else 1 for k in range(3)])
+        for axis, (g, p, s) in enumerate(zip(grids, point, scale, strict=True))
+    )
+
+
 def gaussian_heatmap(
     points_zyx: np.ndarray,
     shape_zyx: Sequence[int],
@@ -117,11 +125,7 @@ def sphere_mask(
     out = np.zeros(shape, bool)
     half = np.ceil(radius_um / voxel) + 1
     for index, slices, grids in _local_windows(points, shape, half):
-        point = points[index]
-        d2 = sum(
-            (((g - p) * v) ** 2).reshape([-1 if k == axis else 1 for k in range(3)])
-            for axis, (g, p, v) in enumerate(zip(grids, point, voxel, strict=True))
-        )
+        d2 = _window_distance2(grids, points[index], voxel)
         out[slices] |= d2 <= radius_um**2
     nearest = np.round(points).astype(int)
     nearest = nearest[np.all((nearest >= 0) & (nearest < np.asarray(shape)), axis=1)]
@@ -229,11 +233,7 @@ def instance_labels(
     scale = voxel / radius  # voxels -> units of the semi-axes
     half = np.ceil(radius / voxel) + 1
     for index, slices, grids in _local_windows(points, shape, half):
-        point = points[index]
-        d2 = sum(
-            (((g - p) * s) ** 2).reshape([-1 if k == axis else 1 for k in range(3)])
-            for axis, (g, p, s) in enumerate(zip(grids, point, scale, strict=True))
-        ).astype(np.float32)
+        d2 = _window_distance2(grids, points[index], scale).astype(np.float32)
         window_best = best[slices]
         closer = (d2 <= 1.0) & (d2 < window_best)
         window_best[closer] = d2[closer]

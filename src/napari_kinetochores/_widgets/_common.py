@@ -113,6 +113,11 @@ class KinetochoreWidget(QWidget):
         """Show a one-line status in the widget."""
         self.status.value = text
 
+    def announce(self, message: str) -> None:
+        """Show a result in the status line and as a notification."""
+        self.set_status(message)
+        show_info(message)
+
     def fail(self, error: BaseException, action: str) -> None:
         """Report an error as a notification and in the status line."""
         self.set_status(report_error(error, action))

@@ -36,7 +36,6 @@ from napari.utils import progress
 from napari_kinetochores._napari_io import DETECTION_CHANNEL_COLOURS, POINT_SIZE, channel_colours
 from napari_kinetochores._widgets._common import (
     KinetochoreWidget,
-    show_info,
     show_warning,
     voxel_size_spinboxes,
 )
@@ -428,5 +427,4 @@ class DetectWidget(KinetochoreWidget):
             )
         else:
             message = f"detection done: {n_points} points in layer {self._points.name!r}"
-        self.set_status(message)
-        show_info(message)
+        self.announce(message)

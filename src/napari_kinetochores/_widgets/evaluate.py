@@ -21,7 +21,7 @@ import pandas as pd
 from magicgui.widgets import FloatSpinBox, PushButton, SpinBox
 from qtpy.QtWidgets import QAbstractItemView, QTableWidget, QTableWidgetItem
 
-from napari_kinetochores._widgets._common import KinetochoreWidget, PlotCanvas, show_info
+from napari_kinetochores._widgets._common import KinetochoreWidget, PlotCanvas
 from napari_kinetochores._widgets._layers import check_same_scale, points_to_table, require_layer
 from napari_kinetochores.matching import (
     DEFAULT_CUTOFF_UM,
@@ -131,8 +131,7 @@ class EvaluateWidget(KinetochoreWidget):
             f"F1 {o[f'f1@{c}']:.4f} (P {o[f'precision@{c}']:.4f}, R {o[f'recall@{c}']:.4f}) "
             f"at {c} µm; median error {format_value('median_nm', o['median_nm'])} nm"
         )
-        self.set_status(message)
-        show_info(message)
+        self.announce(message)
         return self.evaluation
 
     def _show_layers(self, pred_layer: Any, ref_layer: Any) -> None:

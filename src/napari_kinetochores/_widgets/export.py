@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 from magicgui.widgets import ComboBox, FileEdit, FloatSpinBox, PushButton, SpinBox
 
-from napari_kinetochores._widgets._common import KinetochoreWidget, show_info
+from napari_kinetochores._widgets._common import KinetochoreWidget
 from napari_kinetochores._widgets._layers import (
     check_same_scale,
     points_to_table,
@@ -140,6 +140,5 @@ class ExportWidget(KinetochoreWidget):
         table, voxel = self.table()
         write_points(path, table, voxel)
         message = f"wrote {len(table)} rows to {path}"
-        self.set_status(message)
-        show_info(message)
+        self.announce(message)
         return path

@@ -19,7 +19,7 @@ from napari.layers import Layer
 from qtpy.QtWidgets import QFileDialog
 
 from napari_kinetochores._napari_io import channel_colormap, points_layer, volume_layers
-from napari_kinetochores._widgets._common import KinetochoreWidget, show_info, voxel_size_spinboxes
+from napari_kinetochores._widgets._common import KinetochoreWidget, voxel_size_spinboxes
 from napari_kinetochores.errors import InputError
 
 MOVIE_FILTER = "Movies (*.tif *.tiff *.h5 *.hdf5 *.hdf *.npy);;All files (*)"
@@ -210,6 +210,5 @@ class LoadMovieWidget(KinetochoreWidget):
             f"opened {Path(path).name}: {volume.n_channels} channel(s), frames {first}..{last}, "
             f"voxel size (z, y, x) {voxel} µm"
         )
-        self.set_status(message)
-        show_info(message)
+        self.announce(message)
         return layers

@@ -32,7 +32,6 @@ from qtpy.QtCore import QObject, Signal
 from napari_kinetochores._widgets._common import (
     KinetochoreWidget,
     PlotCanvas,
-    show_info,
     show_warning,
 )
 from napari_kinetochores._widgets._layers import (
@@ -367,24 +366,20 @@ class TrainWidget(KinetochoreWidget):
             return
         if result is None:
             if self.network.value == "stardist" and self._cancel.is_set():
-                message = f"training cancelled; the best weights so far are in {self.output.value}"
-                self.set_status(message)
-                show_info(message)
+                self.announce(
+                    f"training cancelled; the best weights so far are in {self.output.value}"
+                )
             return
+        how = "cancelled; kept" if self._cancel.is_set() else "done; saved"
         if hasattr(result, "model_dir"):  # StarDist
-            how = "cancelled; kept" if self._cancel.is_set() else "done; saved"
             message = (
                 f"StarDist training {how} the model folder {result.model_dir} (validation F1 "
                 f"{result.best_f1:.3f}); choose it in Detect kinetochores (method stardist)"
             )
-            self.set_status(message)
-            show_info(message)
-            return
-        label = registry.add(result.best_checkpoint)
-        how = "cancelled; kept" if self._cancel.is_set() else "done; saved"
-        message = (
-            f"training {how} the best model {result.best_checkpoint} (validation F1 "
-            f"{result.best_f1:.3f}); choose '{label}' in Detect kinetochores"
-        )
-        self.set_status(message)
-        show_info(message)
+        else:
+            label = registry.add(result.best_checkpoint)
+            message = (
+                f"training {how} the best model {result.best_checkpoint} (validation F1 "
+                f"{result.best_f1:.3f}); choose '{label}' in Detect kinetochores"
+            )
+        self.announce(message)

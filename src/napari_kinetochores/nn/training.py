@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -117,17 +117,22 @@ def config_from_dict(values: dict) -> TrainConfig:
     validation = _build(ValidationConfig, values.pop("validation", {}) or {}, "validation")
     config = _build(TrainConfig, values, "the config")
     config.model, config.data, config.validation = model, data, validation
-    if config.data.source not in ("simulate", "files"):
-        raise InputError(f"data.source must be 'simulate' or 'files', got {config.data.source!r}")
-    if config.data.source == "files" and not config.data.files:
-        raise InputError("data.source is 'files' but data.files is empty")
+    check_data_config(config.data)
     if config.model.target == "distance" and config.loss != "distance":
         raise InputError("a distance-map target needs loss: distance")
     return config
 
 
-def load_config(path: str | Path) -> TrainConfig:
-    """Read a training config from YAML; errors name the file."""
+def check_data_config(data: DataConfig) -> None:
+    """The data source is one we know and has what it needs (shared with the StarDist backend)."""
+    if data.source not in ("simulate", "files"):
+        raise InputError(f"data.source must be 'simulate' or 'files', got {data.source!r}")
+    if data.source == "files" and not data.files:
+        raise InputError("data.source is 'files' but data.files is empty")
+
+
+def read_yaml_config(path: str | Path, from_dict: Callable[[dict], Any]) -> Any:
+    """Read a YAML training config and build it with ``from_dict``; errors name the file."""
     import yaml
 
     path = Path(path)
@@ -138,9 +143,14 @@ def load_config(path: str | Path) -> TrainConfig:
     except yaml.YAMLError as error:
         raise InputError(f"not valid YAML: {error}", path) from None
     try:
-        return config_from_dict(values or {})
+        return from_dict(values or {})
     except (InputError, TypeError) as error:
         raise InputError(str(error), path) from None
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read a training config from YAML; errors name the file."""
+    return read_yaml_config(path, config_from_dict)
 
 
 @dataclass
