@@ -155,6 +155,26 @@ def test_stardist_config_validation():
         stardist_config_from_dict({"patch_shape": [16, 60, 60]})
     with pytest.raises(InputError, match="unknown option"):
         stardist_config_from_dict({"net": {"n_rayz": 8}})
+    assert config.normalization == "noise"
+    with pytest.raises(InputError, match="normalization"):
+        stardist_config_from_dict({"normalization": "zscore"})
+
+
+def test_stardist_input_is_in_noise_units_so_an_empty_field_stays_noise():
+    from napari_kinetochores.stardist_backend import normalise_frame
+
+    rng = np.random.default_rng(3)
+    empty = rng.poisson(100.0, (8, 64, 64)).astype(np.float32)
+    noise = normalise_frame(empty, "noise", noise_units=10.0)
+    assert noise.dtype == np.float32
+    # background at 0, noise sd 1 / noise_units (Poisson sd 10 at 100 photons)
+    assert abs(float(np.median(noise))) < 0.02
+    assert float(noise.std()) == pytest.approx(0.1, rel=0.1)
+    # a percentile normalisation stretches the same empty field over [0, 1]
+    stretched = normalise_frame(empty, "percentile", percentiles=(1.0, 99.8))
+    assert float(np.percentile(stretched, 99.8)) == pytest.approx(1.0, abs=1e-3)
+    with pytest.raises(InputError, match="normalization"):
+        normalise_frame(empty, "zscore")
 
 
 # --------------------------------------------------------------------------- with TensorFlow

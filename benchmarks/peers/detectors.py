@@ -31,11 +31,12 @@ NOMINAL_PSF_SIGMA_UM = (0.30, 0.10, 0.10)
 """PSF sigma (z, y, x) in µm of the simulator's default optics: the spot size every method is given."""
 
 PEERS = ("bigfish", "bigfish_subpixel", "trackpy", "blob_log", "spotiflow")
-OURS = ("classical", "unet")
+OURS = ("classical", "unet", "stardist")
 
 LABELS = {
     "classical": "ours: classical (DoG)",
     "unet": "ours: UNet",
+    "stardist": "StarDist 3D (our backend)",
     "bigfish": "Big-FISH",
     "bigfish_subpixel": "Big-FISH + fit_subpixel",
     "trackpy": "trackpy",
@@ -157,6 +158,38 @@ class UNet(Detector):
             frame[None, None], voxel_size_um, self.candidate_threshold()
         )[0]
         return coords, scores, self.auto_score()
+
+
+class StarDist(Detector):
+    """Our StarDist 3D backend (a model folder or the bundled name), one frame at a time."""
+
+    name = "stardist"
+    candidate_threshold = 0.05
+
+    def __init__(self, model: str | None = None):
+        from napari_kinetochores.stardist_backend import StarDistDetector
+
+        self.model = model
+        self.detector = StarDistDetector.load(model)
+
+    def settings(self, voxel_size_um):
+        return {
+            "model": str(self.detector.path.name),
+            "normalization": self.detector.normalization,
+            "center": self.detector.center,
+            "prob_thresh": float(self.detector.threshold),
+            "nms_thresh": float(self.detector.nms_threshold),
+            "tile_shape": [int(v) for v in self.detector.tile_shape],
+        }
+
+    def detect(self, frame, voxel_size_um):
+        return self.detector.detect_volume(frame, voxel_size_um)
+
+    def candidates(self, frame, voxel_size_um):
+        coords, scores = self.detector.detect_volume(
+            frame, voxel_size_um, threshold=self.candidate_threshold
+        )
+        return coords, scores, float(self.detector.threshold)
 
 
 class _ArrayVolume:
@@ -440,4 +473,6 @@ def make_detector(name: str, model: str | None = None) -> Detector:
         return UNet(model)
     if name == "spotiflow":
         return Spotiflow(model)
+    if name == "stardist":
+        return StarDist(model)
     return classes[name]()

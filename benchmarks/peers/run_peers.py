@@ -550,6 +550,17 @@ def method_specs(args) -> dict:
                 "model": path,
                 "env": "project .venv",
             }
+        if _project_has_stardist(project_python):
+            specs["stardist"] = {
+                "method": "stardist",
+                "python": project_python,
+                "env": "project .venv (extra [stardist])",
+            }
+        else:
+            print(
+                "  StarDist skipped: the project .venv lacks the extra or the bundled model",
+                flush=True,
+            )
     else:
         print(f"  {project_python} missing: our detectors skipped (run `make install`)", flush=True)
     for method in PEERS:
@@ -575,6 +586,19 @@ def method_specs(args) -> dict:
         label = LABELS[spec["method"]]
         spec["label"] = label + (f" ({key.split(':', 1)[1]})" if ":" in key else "")
     return specs
+
+
+def _project_has_stardist(python: str) -> bool:
+    """Whether the project environment has the StarDist extra and a bundled StarDist model."""
+    code = (
+        "from napari_kinetochores.stardist_backend import require_stardist, stardist_model_path\n"
+        "require_stardist(); stardist_model_path(None)"
+    )
+    try:
+        done = subprocess.run([python, "-c", code], capture_output=True, timeout=300, cwd=REPO)
+    except (subprocess.SubprocessError, OSError):
+        return False
+    return done.returncode == 0
 
 
 def default_models() -> list[str]:

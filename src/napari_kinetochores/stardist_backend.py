@@ -202,8 +202,16 @@ class StarDistConfig:
     center : {"intensity", "centroid", "point"}
         Detection position: the intensity-weighted centre inside each
         polyhedron, its centroid, or StarDist's own (grid-quantised) centre.
+    normalization : {"noise", "percentile"}
+        Input normalisation of every frame: ``"noise"`` expresses it in units
+        of its own noise (:func:`napari_kinetochores.nn.data.normalize_noise`,
+        the UNet's input; an empty field stays noise), ``"percentile"`` maps
+        ``percentiles`` to 0 and 1 (StarDist's usual input; it stretches the
+        noise of a mostly empty field up to spot intensities).
+    noise_units : float
+        Noise standard deviations that map to 1 (``"noise"``).
     percentiles : (low, high)
-        Percentile normalisation of every frame.
+        Percentiles that map to 0 and 1 (``"percentile"``).
     patch_shape : (z, y, x)
         Training patch; divisible by ``grid * unet_pool ** unet_n_depth``.
     output_dir : str
@@ -220,6 +228,8 @@ class StarDistConfig:
     voxel_size_um: list[float] = field(default_factory=lambda: [0.30, 0.13, 0.13])
     radius_um: float | list[float] = 0.3
     center: str = "intensity"
+    normalization: str = "noise"
+    noise_units: float = 10.0
     percentiles: list[float] = field(default_factory=lambda: [1.0, 99.8])
     data: DataConfig = field(default_factory=_default_data)
     validation: ValidationConfig = field(default_factory=_default_validation)
@@ -267,6 +277,10 @@ def stardist_config_from_dict(values: dict) -> StarDistConfig:
     if int(net.grid[0]) != 1:
         raise InputError(
             f"net.grid must not subsample z (the coarse axis): use [1, g, g], got {net.grid}"
+        )
+    if config.normalization not in ("noise", "percentile"):
+        raise InputError(
+            f"normalization must be 'noise' or 'percentile', got {config.normalization!r}"
         )
     if net.prob_pos_weight <= 0:
         raise InputError(f"net.prob_pos_weight must be > 0, got {net.prob_pos_weight}")
@@ -347,7 +361,6 @@ def _frame_volumes(
     image_tczyx, points: pd.DataFrame, voxel_size_um, config: StarDistConfig, channel: int = 0
 ):
     """Per frame: (normalised (Z, Y, X) float32 image, int32 instance labels, (N, 3) points)."""
-    from napari_kinetochores.nn.data import normalize_percentile
     from napari_kinetochores.targets import instance_labels
 
     image = np.asarray(image_tczyx)
@@ -365,13 +378,29 @@ def _frame_volumes(
         frame_points = rows[np.round(rows["t"].to_numpy()).astype(int) == t][
             ["z", "y", "x"]
         ].to_numpy(float)
-        # float32 (the percentiles are float64 scalars, which NumPy 2 would promote to)
-        normalised = normalize_percentile(image[t, channel], config.percentiles).astype(
-            np.float32, copy=False
+        normalised = normalise_frame(
+            image[t, channel], config.normalization, config.percentiles, config.noise_units
         )
         labels = instance_labels(frame_points, normalised.shape, voxel_size_um, config.radius_um)
         out.append((normalised, labels, frame_points))
     return out
+
+
+def normalise_frame(
+    image_zyx: np.ndarray,
+    normalization: str = "noise",
+    percentiles: Sequence[float] = (1.0, 99.8),
+    noise_units: float = 10.0,
+) -> np.ndarray:
+    """A (Z, Y, X) frame as the StarDist network sees it (float32); see ``StarDistConfig``."""
+    from napari_kinetochores.nn.data import normalize_noise, normalize_percentile
+
+    if normalization == "noise":
+        return normalize_noise(image_zyx, noise_units).astype(np.float32, copy=False)
+    if normalization == "percentile":
+        # float32 (the percentiles are float64 scalars, which NumPy 2 would promote to)
+        return normalize_percentile(image_zyx, percentiles).astype(np.float32, copy=False)
+    raise InputError(f"normalization must be 'noise' or 'percentile', got {normalization!r}")
 
 
 def _pad_to(image: np.ndarray, labels: np.ndarray, shape: Sequence[int]):
@@ -640,7 +669,7 @@ class StarDistDetector:
     path : Path
         The model folder.
     info : dict
-        Contents of ``kinetochores.json`` (voxel size, percentiles, centre
+        Contents of ``kinetochores.json`` (voxel size, normalisation, centre
         method, default threshold, tile shape); defaults where absent.
     tile_shape : (3,) sequence or None
         Largest inference tile (Z, Y, X); sets StarDist's ``n_tiles``.
@@ -653,6 +682,9 @@ class StarDistDetector:
         self.path = Path(path)
         self.info = info
         self.voxel_size_um = tuple(float(v) for v in info.get("voxel_size_um", (0.30, 0.13, 0.13)))
+        # folders written before noise normalisation have percentiles only
+        self.normalization = str(info.get("normalization", "percentile"))
+        self.noise_units = float(info.get("noise_units", 10.0))
         self.percentiles = tuple(float(p) for p in info.get("percentiles", (1.0, 99.8)))
         self.center = str(info.get("center", "intensity"))
         self.threshold = float(info.get("threshold", model.thresholds.prob))
@@ -711,7 +743,7 @@ class StarDistDetector:
         Parameters
         ----------
         image_zyx : (Z, Y, X) array
-            Raw intensities (percentile-normalised here, as in training).
+            Raw intensities (normalised here, as in training).
         voxel_size_um : (3,) sequence
             Voxel size (z, y, x) in µm (for ``min_distance_um``).
         threshold : float or None
@@ -728,12 +760,10 @@ class StarDistDetector:
         scores : (N,) float array
             StarDist object probability in [0, 1].
         """
-        from napari_kinetochores.nn.data import normalize_percentile
-
         image = np.asarray(image_zyx)
         if image.ndim != 3:
             raise InputError(f"expected a (Z, Y, X) volume, got shape {image.shape}")
-        normalised = normalize_percentile(image, self.percentiles).astype(np.float32, copy=False)
+        normalised = normalise_frame(image, self.normalization, self.percentiles, self.noise_units)
         tiles = (
             tuple(n_tiles)
             if n_tiles is not None
@@ -827,6 +857,8 @@ def _write_info(output: Path, config: StarDistConfig, metrics: dict, history: li
         "format": INFO_FORMAT,
         "version": 1,
         "voxel_size_um": list(config.voxel_size_um),
+        "normalization": config.normalization,
+        "noise_units": config.noise_units,
         "percentiles": list(config.percentiles),
         "center": config.center,
         "radius_um": config.radius_um,
