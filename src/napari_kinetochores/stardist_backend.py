@@ -222,6 +222,11 @@ class StarDistConfig:
         Epochs without a lower validation loss before the learning rate halves.
     init_from : str or None
         A StarDist model folder (or bundled name) to start from (fine-tuning).
+    augment : bool
+        The UNet's flips, rotations and intensity jitter on every patch.
+    min_distance_um : float or None
+        Of two detections closer than this (µm) only the surer one stays
+        (in validation and detection).
     """
 
     net: StarDistNetConfig = field(default_factory=StarDistNetConfig)
@@ -240,6 +245,7 @@ class StarDistConfig:
     lr: float = 1e-3
     reduce_lr_patience: int = 4
     foreground_prob: float = 0.9
+    augment: bool = True
     output_dir: str = "runs/stardist"
     seed: int = 0
     time_limit_min: float | None = None
@@ -823,7 +829,10 @@ def _validate(model, volumes, config: StarDistConfig) -> dict:
         )
         for k, threshold in enumerate(thresholds):
             keep = prob >= threshold
-            result = match_points(coords[keep], gt, voxel, config.validation.cutoff_um)
+            kept, scores = coords[keep], prob[keep]
+            if config.min_distance_um:  # as detect_volume does
+                kept, scores = _suppress_close(kept, scores, voxel, float(config.min_distance_um))
+            result = match_points(kept, gt, voxel, config.validation.cutoff_um)
             scores[m, k] = result.f1
             errors[k].extend((result.distances_um * 1000).tolist())
     mean = scores.mean(axis=0)
@@ -1082,7 +1091,7 @@ def train_stardist(
             X,
             Y,
             validation_data=([p[0] for p in val_pairs], [p[1] for p in val_pairs]),
-            augmenter=_augmenter(config.seed),
+            augmenter=_augmenter(config.seed) if config.augment else None,
             seed=config.seed,
             epochs=config.epochs,
             steps_per_epoch=config.steps_per_epoch,
