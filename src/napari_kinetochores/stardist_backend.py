@@ -829,9 +829,9 @@ def _validate(model, volumes, config: StarDistConfig) -> dict:
         )
         for k, threshold in enumerate(thresholds):
             keep = prob >= threshold
-            kept, scores = coords[keep], prob[keep]
+            kept, kept_prob = coords[keep], prob[keep]
             if config.min_distance_um:  # as detect_volume does
-                kept, scores = _suppress_close(kept, scores, voxel, float(config.min_distance_um))
+                kept, _ = _suppress_close(kept, kept_prob, voxel, float(config.min_distance_um))
             result = match_points(kept, gt, voxel, config.validation.cutoff_um)
             scores[m, k] = result.f1
             errors[k].extend((result.distances_um * 1000).tolist())
