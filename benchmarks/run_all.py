@@ -5,9 +5,12 @@ Quick set (default; under 15 minutes on 2 cores):
 1. ``bench_matching.py --quick``: matching scaling, 1e2 … 1e5 points;
 2. ``bench_detection.py --quick``: our UNet against our classical detector
    (needs the bundled ``default`` model; skipped with a note when it is absent);
-3. ``peers/run_peers.py --quick`` in ``.venv-peers``, when that environment
+3. ``bench_stardist.py --quick``: the bundled StarDist 3D model on the same
+   movies, when the ``[stardist]`` extra is installed (``make test``
+   installs it);
+4. ``peers/run_peers.py --quick`` in ``.venv-peers``, when that environment
    exists (``make bench-peers`` creates it); otherwise it prints how;
-4. ``report.py``: tables and plots into docs/benchmarks.md and docs/images/.
+5. ``report.py``: tables and plots into docs/benchmarks.md and docs/images/.
 
 ``--full`` runs the whole grid: more movies, extra conditions, larger
 frames, more repeats. ``--only`` picks steps. Each step runs in its own
@@ -15,7 +18,7 @@ process; a failed step is reported and the others still run.
 
 Usage::
 
-    python benchmarks/run_all.py [--full] [--only matching detection peers report]
+    python benchmarks/run_all.py [--full] [--only matching detection stardist peers report]
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 PEERS_PYTHON = REPO / ".venv-peers" / "bin" / "python"
-STEPS = ("matching", "detection", "peers", "report")
+STEPS = ("matching", "detection", "stardist", "peers", "report")
 
 
 def run(name: str, command: list[str]) -> tuple[str, int, float]:
@@ -59,6 +62,16 @@ def main() -> int:
             print(
                 "\n=== detection: skipped, no bundled model src/napari_kinetochores/models/default.pt"
             )
+    if "stardist" in args.only:
+        has_extra = subprocess.call(
+            [python, "-c", "import stardist, tensorflow"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        if has_extra == 0:
+            done.append(run("stardist", [python, HERE / "bench_stardist.py", *quick]))
+        else:
+            print('\n=== stardist: skipped, the extra is missing: pip install ".[stardist]"')
     if "peers" in args.only:
         if PEERS_PYTHON.is_file():
             mode = ["--full"] if args.full else ["--quick"]
