@@ -302,7 +302,7 @@ def peers_section(peers: dict, images: Path, doc_dir: Path) -> str:
     peer_keys = [k for k in keys if k not in ours]
     machine = peers.get("machine", {})
     out = [
-        "## Against peer detectors (Spotiflow, Big-FISH, trackpy, blob_log)",
+        "## Against peer detectors (Spotiflow, Big-FISH, trackpy, blob_log, StarDist 3D)",
         "",
         f"Generated from `benchmarks/results/peers.json` (`benchmarks/peers/run_peers.py "
         f"--{peers.get('mode', 'quick')}`), run on {peers.get('date', '?')} on "
@@ -312,6 +312,17 @@ def peers_section(peers: dict, images: Path, doc_dir: Path) -> str:
         "(the machine was shared with model trainings, so absolute times are pessimistic; the A/B "
         "interleaving keeps the ratios fair).",
         "",
+    ]
+    runs = peers.get("runs", [])
+    if len(runs) > 1:
+        out += [
+            "Methods merged from separate runs (`run_peers.py --merge`); speed ratios between methods of "
+            "different runs are not A/B interleaved: "
+            + "; ".join(f"{run.get('date')}: {', '.join(run.get('methods', []))}" for run in runs)
+            + ".",
+            "",
+        ]
+    out += [
         "### Set-up",
         "",
         "Every method runs for real, in a long-lived worker process of its own environment: ours in the "
