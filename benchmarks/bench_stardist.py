@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -40,6 +41,23 @@ from bench_detection import _CHANNELS, CONDITIONS, evaluate_method, make_movies,
 
 THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 DATE = time.strftime("%Y-%m-%d")
+
+
+def project_has_stardist(python: str | Path) -> bool:
+    """Whether that interpreter has the ``[stardist]`` extra and the bundled StarDist model.
+
+    Asked in a subprocess: ``run_all.py`` and ``run_peers.py`` (which runs in
+    ``.venv-peers``) both decide with it whether StarDist can be benchmarked.
+    """
+    code = (
+        "from napari_kinetochores.stardist_backend import require_stardist, stardist_model_path\n"
+        "require_stardist(); stardist_model_path(None)"
+    )
+    try:
+        done = subprocess.run([str(python), "-c", code], capture_output=True, timeout=300, cwd=REPO)
+    except (subprocess.SubprocessError, OSError):
+        return False
+    return done.returncode == 0
 
 
 def _cache_detector_loads() -> None:

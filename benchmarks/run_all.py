@@ -63,15 +63,15 @@ def main() -> int:
                 "\n=== detection: skipped, no bundled model src/napari_kinetochores/models/default.pt"
             )
     if "stardist" in args.only:
-        has_extra = subprocess.call(
-            [python, "-c", "import stardist, tensorflow"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        if has_extra == 0:
+        from bench_stardist import project_has_stardist
+
+        if project_has_stardist(python):
             done.append(run("stardist", [python, HERE / "bench_stardist.py", *quick]))
         else:
-            print('\n=== stardist: skipped, the extra is missing: pip install ".[stardist]"')
+            print(
+                '\n=== stardist: skipped, the extra (pip install ".[stardist]") or the bundled '
+                "StarDist model is missing"
+            )
     if "peers" in args.only:
         if PEERS_PYTHON.is_file():
             mode = ["--full"] if args.full else ["--quick"]

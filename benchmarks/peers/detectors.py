@@ -31,7 +31,6 @@ NOMINAL_PSF_SIGMA_UM = (0.30, 0.10, 0.10)
 """PSF sigma (z, y, x) in µm of the simulator's default optics: the spot size every method is given."""
 
 PEERS = ("bigfish", "bigfish_subpixel", "trackpy", "blob_log", "spotiflow")
-OURS = ("classical", "unet", "stardist")
 
 LABELS = {
     "classical": "ours: classical (DoG)",

@@ -61,6 +61,7 @@ sys.path.insert(0, str(HERE))
 from detectors import LABELS, PEERS  # noqa: E402
 
 from bench_detection import CONDITIONS, make_movies  # noqa: E402
+from bench_stardist import project_has_stardist  # noqa: E402
 
 CUTOFFS_UM = (0.15, 0.3)
 EXTRA_CONDITIONS_FULL = {
@@ -550,7 +551,7 @@ def method_specs(args) -> dict:
                 "model": path,
                 "env": "project .venv",
             }
-        if _project_has_stardist(project_python):
+        if project_has_stardist(project_python):
             specs["stardist"] = {
                 "method": "stardist",
                 "python": project_python,
@@ -586,19 +587,6 @@ def method_specs(args) -> dict:
         label = LABELS[spec["method"]]
         spec["label"] = label + (f" ({key.split(':', 1)[1]})" if ":" in key else "")
     return specs
-
-
-def _project_has_stardist(python: str) -> bool:
-    """Whether the project environment has the StarDist extra and a bundled StarDist model."""
-    code = (
-        "from napari_kinetochores.stardist_backend import require_stardist, stardist_model_path\n"
-        "require_stardist(); stardist_model_path(None)"
-    )
-    try:
-        done = subprocess.run([python, "-c", code], capture_output=True, timeout=300, cwd=REPO)
-    except (subprocess.SubprocessError, OSError):
-        return False
-    return done.returncode == 0
 
 
 def default_models() -> list[str]:

@@ -56,6 +56,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from napari_kinetochores.errors import InputError
+from napari_kinetochores.nn.data import NOISE_UNITS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -68,6 +69,7 @@ DEFAULT_MODEL_NAME = "stardist_default"
 INFO_FILE = "kinetochores.json"
 INFO_FORMAT = "napari-kinetochores-stardist"
 CENTER_METHODS = ("intensity", "centroid", "point")
+NORMALIZATIONS = ("noise", "percentile")
 
 __all__ = [
     "CENTER_METHODS",
@@ -234,7 +236,7 @@ class StarDistConfig:
     radius_um: float | list[float] = 0.3
     center: str = "intensity"
     normalization: str = "noise"
-    noise_units: float = 10.0
+    noise_units: float = NOISE_UNITS
     percentiles: list[float] = field(default_factory=lambda: [1.0, 99.8])
     data: DataConfig = field(default_factory=_default_data)
     validation: ValidationConfig = field(default_factory=_default_validation)
@@ -284,10 +286,7 @@ def stardist_config_from_dict(values: dict) -> StarDistConfig:
         raise InputError(
             f"net.grid must not subsample z (the coarse axis): use [1, g, g], got {net.grid}"
         )
-    if config.normalization not in ("noise", "percentile"):
-        raise InputError(
-            f"normalization must be 'noise' or 'percentile', got {config.normalization!r}"
-        )
+    _check_normalization(config.normalization)
     if net.prob_pos_weight <= 0:
         raise InputError(f"net.prob_pos_weight must be > 0, got {net.prob_pos_weight}")
     if net.n_rays < 4:
@@ -392,21 +391,25 @@ def _frame_volumes(
     return out
 
 
+def _check_normalization(normalization: str) -> None:
+    if normalization not in NORMALIZATIONS:
+        raise InputError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+
+
 def normalise_frame(
     image_zyx: np.ndarray,
     normalization: str = "noise",
     percentiles: Sequence[float] = (1.0, 99.8),
-    noise_units: float = 10.0,
+    noise_units: float = NOISE_UNITS,
 ) -> np.ndarray:
     """A (Z, Y, X) frame as the StarDist network sees it (float32); see ``StarDistConfig``."""
     from napari_kinetochores.nn.data import normalize_noise, normalize_percentile
 
+    _check_normalization(normalization)
     if normalization == "noise":
         return normalize_noise(image_zyx, noise_units).astype(np.float32, copy=False)
-    if normalization == "percentile":
-        # float32 (the percentiles are float64 scalars, which NumPy 2 would promote to)
-        return normalize_percentile(image_zyx, percentiles).astype(np.float32, copy=False)
-    raise InputError(f"normalization must be 'noise' or 'percentile', got {normalization!r}")
+    # float32 (the percentiles are float64 scalars, which NumPy 2 would promote to)
+    return normalize_percentile(image_zyx, percentiles).astype(np.float32, copy=False)
 
 
 def _pad_to(image: np.ndarray, labels: np.ndarray, shape: Sequence[int]):
@@ -568,6 +571,17 @@ def _suppress_close(coords: np.ndarray, scores: np.ndarray, voxel_size_um, min_d
     return coords[selected], scores[selected]
 
 
+def _select(
+    coords: np.ndarray, prob: np.ndarray, threshold: float, voxel_size_um, min_distance_um
+) -> tuple[np.ndarray, np.ndarray]:
+    """Candidates at or above ``threshold``; of two closer than ``min_distance_um`` the surer one."""
+    keep = prob >= threshold
+    coords, prob = coords[keep], prob[keep]
+    if min_distance_um:
+        coords, prob = _suppress_close(coords, prob, voxel_size_um, float(min_distance_um))
+    return coords, prob
+
+
 def _predict_candidates(
     model, image: np.ndarray, prob_thresh: float, nms_thresh: float, n_tiles, centre: str
 ):
@@ -690,7 +704,7 @@ class StarDistDetector:
         self.voxel_size_um = tuple(float(v) for v in info.get("voxel_size_um", (0.30, 0.13, 0.13)))
         # folders written before noise normalisation have percentiles only
         self.normalization = str(info.get("normalization", "percentile"))
-        self.noise_units = float(info.get("noise_units", 10.0))
+        self.noise_units = float(info.get("noise_units", NOISE_UNITS))
         self.percentiles = tuple(float(p) for p in info.get("percentiles", (1.0, 99.8)))
         self.center = str(info.get("center", "intensity"))
         self.threshold = float(info.get("threshold", model.thresholds.prob))
@@ -779,12 +793,8 @@ class StarDistDetector:
         coords, scores = _predict_candidates(
             self.model, normalised, threshold, self.nms_threshold, tiles, self.center
         )
-        keep = scores >= threshold
-        coords, scores = coords[keep], scores[keep]
         min_distance = self.min_distance_um if min_distance_um is None else min_distance_um
-        if min_distance:
-            coords, scores = _suppress_close(coords, scores, voxel_size_um, float(min_distance))
-        return coords, scores
+        return _select(coords, scores, threshold, voxel_size_um, min_distance)
 
     def detect_frame(
         self,
@@ -828,10 +838,7 @@ def _validate(model, volumes, config: StarDistConfig) -> dict:
             model, image, thresholds[0], config.net.nms_threshold, None, config.center
         )
         for k, threshold in enumerate(thresholds):
-            keep = prob >= threshold
-            kept, kept_prob = coords[keep], prob[keep]
-            if config.min_distance_um:  # as detect_volume does
-                kept, _ = _suppress_close(kept, kept_prob, voxel, float(config.min_distance_um))
+            kept, _ = _select(coords, prob, threshold, voxel, config.min_distance_um)
             result = match_points(kept, gt, voxel, config.validation.cutoff_um)
             scores[m, k] = result.f1
             errors[k].extend((result.distances_um * 1000).tolist())
