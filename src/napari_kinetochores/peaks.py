@@ -82,7 +82,6 @@ def find_peaks(
     ([[4.0, 10.0, 10.0]], [1.0])
     """
     from scipy import ndimage
-    from scipy.spatial import cKDTree
 
     if mode not in ("max", "min"):
         raise InputError(f"mode must be 'max' or 'min', got {mode!r}")
@@ -167,20 +166,10 @@ def find_peaks(
     plateau_centres = centres[peak_labels]
 
     # Thin peaks that are closer than the minimum distance (strongest first).
+    keep = keep_strongest(peak_voxels, scores, voxel_size_um, min_distance_um)
+    peak_voxels, scores = peak_voxels[keep], scores[keep]
+    plateau_size, plateau_centres = plateau_size[keep], plateau_centres[keep]
     voxel = np.asarray(voxel_size_um, dtype=float)
-    min_dist = float(np.min(np.broadcast_to(np.asarray(min_distance_um, float), (3,))))
-    if min_dist > 0 and len(peak_voxels) > 1:
-        pairs = cKDTree(peak_voxels * voxel).query_pairs(
-            min_dist * (1 - 1e-9), output_type="ndarray"
-        )
-        if len(pairs):
-            keep = np.ones(len(peak_voxels), bool)
-            pairs = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
-            for i, j in pairs:
-                if keep[i]:
-                    keep[j] = False
-            peak_voxels, scores = peak_voxels[keep], scores[keep]
-            plateau_size, plateau_centres = plateau_size[keep], plateau_centres[keep]
 
     coords = peak_voxels.astype(float)
     if refine != "none":
@@ -200,6 +189,56 @@ def find_peaks(
     if mode == "min":
         scores = -scores
     return coords, scores
+
+
+def keep_strongest(
+    coords_zyx: np.ndarray,
+    scores: np.ndarray,
+    voxel_size_um: Sequence[float],
+    min_distance_um: float | Sequence[float],
+) -> np.ndarray:
+    """Which detections survive when, of any two closer than ``min_distance_um``, the weaker goes.
+
+    Greedy, strongest first (ties: the earlier row), on physical Euclidean
+    distance; with a (3,) distance the smallest value is used.
+
+    Parameters
+    ----------
+    coords_zyx : (N, 3) array
+        Positions (z, y, x) in voxels.
+    scores : (N,) array
+        Higher is surer.
+    voxel_size_um : (3,) sequence
+        Voxel size (z, y, x) in µm.
+    min_distance_um : float or (3,) sequence
+        Smallest allowed distance in µm (0 keeps everything).
+
+    Returns
+    -------
+    (N,) bool array, True for the detections kept.
+
+    Examples
+    --------
+    >>> keep_strongest([[0, 0, 0], [0, 0, 1], [0, 0, 5]], [0.5, 0.9, 0.7], (0.3, 0.13, 0.13), 0.3)
+    array([False,  True,  True])
+    """
+    from scipy.spatial import cKDTree
+
+    coords = np.asarray(coords_zyx, dtype=float).reshape(-1, 3)
+    scores = np.asarray(scores, dtype=float).reshape(-1)
+    keep = np.ones(len(coords), bool)
+    min_dist = float(np.min(np.broadcast_to(np.asarray(min_distance_um, float), (3,))))
+    if min_dist <= 0 or len(coords) < 2:
+        return keep
+    order = np.argsort(-scores, kind="stable")
+    physical = coords[order] * np.asarray(voxel_size_um, dtype=float)
+    pairs = cKDTree(physical).query_pairs(min_dist * (1 - 1e-9), output_type="ndarray")
+    kept = np.ones(len(order), bool)
+    for i, j in pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]:  # i < j: i is the stronger
+        if kept[i]:
+            kept[j] = False
+    keep[order] = kept
+    return keep
 
 
 def _refine(

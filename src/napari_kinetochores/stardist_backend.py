@@ -552,25 +552,6 @@ def instance_centres(
     return centres
 
 
-def _suppress_close(coords: np.ndarray, scores: np.ndarray, voxel_size_um, min_distance_um: float):
-    """Keep the higher-scoring of any two detections closer than ``min_distance_um``."""
-    from scipy.spatial import cKDTree
-
-    if len(coords) < 2 or not min_distance_um or min_distance_um <= 0:
-        return coords, scores
-    order = np.argsort(-scores, kind="stable")
-    physical = coords[order] * np.asarray(voxel_size_um, float)
-    tree = cKDTree(physical)
-    keep = np.ones(len(order), bool)
-    for rank, neighbours in enumerate(tree.query_ball_point(physical, r=min_distance_um)):
-        if keep[rank]:
-            for other in neighbours:
-                if other > rank:
-                    keep[other] = False
-    selected = np.sort(order[keep])
-    return coords[selected], scores[selected]
-
-
 def _select(
     coords: np.ndarray, prob: np.ndarray, threshold: float, voxel_size_um, min_distance_um
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -578,7 +559,10 @@ def _select(
     keep = prob >= threshold
     coords, prob = coords[keep], prob[keep]
     if min_distance_um:
-        coords, prob = _suppress_close(coords, prob, voxel_size_um, float(min_distance_um))
+        from napari_kinetochores.peaks import keep_strongest
+
+        close = keep_strongest(coords, prob, voxel_size_um, float(min_distance_um))
+        coords, prob = coords[close], prob[close]
     return coords, prob
 
 

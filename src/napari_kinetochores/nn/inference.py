@@ -447,10 +447,12 @@ class UNetDetector:
 
         The network finds the spots; with ``image`` (the same frame and
         channel, (Z, Y, X)) their sub-voxel centres come from the image
-        (:func:`napari_kinetochores.refine.refine_detections`), which is more
-        precise than a fit on the network's output.
+        (:func:`napari_kinetochores.refine.refine_detections`, then a joint
+        gaussian fit of neighbours, :func:`~napari_kinetochores.refine.fit_spot_mixture`),
+        which is more precise than a fit on the network's output.
         """
-        from napari_kinetochores.refine import refine_detections
+        from napari_kinetochores.peaks import keep_strongest
+        from napari_kinetochores.refine import fit_spot_mixture, refine_detections
 
         threshold = self.info.threshold if threshold is None else float(threshold)
         min_distance = (
@@ -472,6 +474,13 @@ class UNetDetector:
             )
         if image is not None:
             coords = refine_detections(image, coords, voxel_size_um)
+            # Refinement can bring two peaks of one elongated blob closer than the minimum
+            # distance: the weaker is a duplicate (held-out moderate SNR, 3-frame model:
+            # F1 0.961 -> 0.969). Thinned before the joint fit, where a duplicate would
+            # push the spot's true detection away.
+            keep = keep_strongest(coords, scores, voxel_size_um, min_distance)
+            coords, scores = coords[keep], scores[keep]
+            coords = fit_spot_mixture(image, coords, voxel_size_um)
         return coords, scores
 
     def detect_frame(
