@@ -105,3 +105,9 @@ def test_joint_fit_bounds_and_degenerate_input():
     np.testing.assert_allclose(fit_spot_mixture(flat, [[5, 10, 10]], VOXEL), [[5, 10, 10]])
     with pytest.raises(InputError, match="3-D"):
         fit_spot_mixture(image[0], start, VOXEL)
+
+
+def test_a_long_chain_of_neighbours_keeps_its_start():
+    image, _ = _stacked_pair(1)
+    chain = np.array([[10.0, 20.0, 5.0 + 3 * i] for i in range(10)])  # 0.39 µm apart
+    np.testing.assert_array_equal(fit_spot_mixture(image, chain, VOXEL), chain)

@@ -52,6 +52,9 @@ MIXTURE_LINK_UM = 1.0
 #: log-parabola position: about half a voxel, so it refines and never jumps to a
 #: neighbour (a looser bound cost F1 on held-out movies, see docs/models.md).
 MIXTURE_MAX_SHIFT_UM = (0.15, 0.1, 0.1)
+#: Largest group of neighbours fitted together; the spots of a larger group keep
+#: their start (bounded cost when a poor model reports spots everywhere).
+MIXTURE_MAX_GROUP = 6
 
 
 def _box(
@@ -259,6 +262,59 @@ def refine_detections(
     return refined
 
 
+def _fit_gaussians(
+    volume_zyx: Any,
+    start: np.ndarray,
+    shape: np.ndarray,
+    voxel: np.ndarray,
+    sigma: np.ndarray,
+    max_shift: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares fit of background + one gaussian per start position: (centres, ok)."""
+    from scipy.optimize import least_squares
+
+    k = len(start)
+    failed = (start, np.zeros(k, bool))
+    start = np.clip(start, 0, shape - 1)
+    half = np.ceil(2 * sigma).astype(int) + 1
+    lo = np.clip(np.floor(start.min(axis=0)).astype(int) - half, 0, shape - 1)
+    hi = np.clip(np.ceil(start.max(axis=0)).astype(int) + half + 1, 1, shape)
+    crop = np.asarray(volume_zyx[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]], dtype=np.float64)
+    grid = np.stack(
+        np.meshgrid(*[np.arange(a, b) for a, b in zip(lo, hi, strict=True)], indexing="ij"),
+        axis=-1,
+    ).reshape(-1, 3)
+    near = np.zeros(len(grid), bool)
+    for point in start:
+        near |= np.all(np.abs(grid - np.round(point)) <= half, axis=1)
+    grid, values = grid[near].astype(float), crop.reshape(-1)[near]
+    if np.ptp(values) == 0:  # no contrast, nothing to fit
+        return failed
+    nearest = np.argmin((((grid[None] - start[:, None]) * voxel) ** 2).sum(-1), axis=1)
+    background = float(np.percentile(values, 10))
+    amplitude = np.maximum(values[nearest] - background, 1e-6)
+
+    def residuals(theta: np.ndarray) -> np.ndarray:
+        centres = theta[1 + k :].reshape(k, 3)
+        d2 = (((grid[None] - centres[:, None]) / sigma) ** 2).sum(-1)
+        return theta[0] + theta[1 : 1 + k] @ np.exp(-0.5 * d2) - values
+
+    lower = np.r_[-np.inf, np.zeros(k), (start - max_shift).ravel()]
+    upper = np.r_[np.inf, np.full(k, np.inf), (start + max_shift).ravel()]
+    theta0 = np.clip(np.r_[background, amplitude, start.ravel()], lower, upper)
+    try:
+        result = least_squares(
+            residuals, theta0, bounds=(lower, upper), x_scale="jac", max_nfev=100
+        )
+    except (ValueError, np.linalg.LinAlgError):
+        return failed
+    centres = result.x[1 + k :].reshape(k, 3)
+    # A spot must stand out from what the fit leaves unexplained (the noise).
+    noise = float(np.sqrt(np.mean(result.fun**2)))
+    ok = (result.x[1 : 1 + k] > noise) & np.all(np.isfinite(centres), axis=1)
+    return np.clip(centres, -0.5, shape - 0.5), ok
+
+
 def fit_spot_mixture(
     volume_zyx: Any,
     coords_zyx: np.ndarray,
@@ -269,7 +325,8 @@ def fit_spot_mixture(
 ) -> np.ndarray:
     """Refine spot centres by a joint least-squares fit of gaussians to the image.
 
-    Spots within ``link_um`` of each other (transitively) form a group; the
+    Spots within ``link_um`` of each other (transitively) form a group (the
+    spots of a group larger than :data:`MIXTURE_MAX_GROUP` keep their start); the
     image around a group, (2 PSF sigmas + 1 voxel) around each spot, is fitted
     by a constant background plus one gaussian of width ``psf_sigma_um`` per
     spot, with free amplitudes (≥ 0) and centres, each centre within
@@ -305,7 +362,6 @@ def fit_spot_mixture(
     >>> fit_spot_mixture(image, [[5.0, 12.0, 12.0]], (0.3, 0.13, 0.13)).round(2).tolist()
     [[5.2, 11.7, 12.1]]
     """
-    from scipy.optimize import least_squares
     from scipy.sparse.csgraph import connected_components
     from scipy.spatial import cKDTree
 
@@ -319,49 +375,16 @@ def fit_spot_mixture(
     voxel = np.asarray(validate_voxel_size(voxel_size_um), dtype=float)
     sigma = np.asarray(psf_sigma_um, dtype=float) / voxel
     max_shift = np.asarray(max_shift_um, dtype=float) / voxel
-    half = np.ceil(2 * sigma).astype(int) + 1
     physical = cKDTree(coords * voxel)
     n_groups, group = connected_components(
         physical.sparse_distance_matrix(physical, link_um), directed=False
     )
     for label in range(n_groups):
         members = np.flatnonzero(group == label)
-        start = np.clip(coords[members], 0, shape - 1)
-        lo = np.clip(np.floor(start.min(axis=0)).astype(int) - half, 0, shape - 1)
-        hi = np.clip(np.ceil(start.max(axis=0)).astype(int) + half + 1, 1, shape)
-        crop = np.asarray(volume_zyx[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]], dtype=np.float64)
-        grid = np.stack(
-            np.meshgrid(*[np.arange(a, b) for a, b in zip(lo, hi, strict=True)], indexing="ij"),
-            axis=-1,
-        ).reshape(-1, 3)
-        near = np.zeros(len(grid), bool)
-        for point in start:
-            near |= np.all(np.abs(grid - np.round(point)) <= half, axis=1)
-        grid, values = grid[near].astype(float), crop.reshape(-1)[near]
-        if np.ptp(values) == 0:  # no contrast, nothing to fit
+        # A long chain of neighbours is a crowd (or noise) where a joint fit is neither
+        # cheap nor well posed: it keeps its start.
+        if len(members) > MIXTURE_MAX_GROUP:
             continue
-        k = len(members)
-        nearest = np.argmin((((grid[None] - start[:, None]) * voxel) ** 2).sum(-1), axis=1)
-        background = float(np.percentile(values, 10))
-        amplitude = np.maximum(values[nearest] - background, 1e-6)
-
-        def residuals(theta: np.ndarray, k: int = k, grid=grid, values=values) -> np.ndarray:
-            centres = theta[1 + k :].reshape(k, 3)
-            d2 = (((grid[None] - centres[:, None]) / sigma) ** 2).sum(-1)
-            return theta[0] + theta[1 : 1 + k] @ np.exp(-0.5 * d2) - values
-
-        lower = np.r_[-np.inf, np.zeros(k), (start - max_shift).ravel()]
-        upper = np.r_[np.inf, np.full(k, np.inf), (start + max_shift).ravel()]
-        theta0 = np.clip(np.r_[background, amplitude, start.ravel()], lower, upper)
-        try:
-            result = least_squares(
-                residuals, theta0, bounds=(lower, upper), x_scale="jac", max_nfev=200
-            )
-        except (ValueError, np.linalg.LinAlgError):
-            continue
-        centres = result.x[1 + k :].reshape(k, 3)
-        # A spot must stand out from what the fit leaves unexplained (the noise).
-        noise = float(np.sqrt(np.mean(result.fun**2)))
-        ok = (result.x[1 : 1 + k] > noise) & np.all(np.isfinite(centres), axis=1)
-        fitted[members[ok]] = np.clip(centres[ok], -0.5, shape - 0.5)
+        centres, ok = _fit_gaussians(volume_zyx, coords[members], shape, voxel, sigma, max_shift)
+        fitted[members[ok]] = centres[ok]
     return fitted
