@@ -292,7 +292,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer movies and repeats")
     parser.add_argument(
-        "--models", nargs="*", default=["default"], help="NAME=PATH or bundled names"
+        "--models",
+        nargs="*",
+        default=["default", "single_frame"],
+        help="NAME=PATH or bundled names (the first also runs in fp32 and is timed)",
     )
     parser.add_argument("--output", type=Path, default=HERE / "results" / "detection.json")
     parser.add_argument("--skip-speed", action="store_true")

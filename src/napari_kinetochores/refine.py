@@ -294,17 +294,27 @@ def _fit_gaussians(
     background = float(np.percentile(values, 10))
     amplitude = np.maximum(values[nearest] - background, 1e-6)
 
+    def gaussians(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        scaled = (grid[None] - theta[1 + k :].reshape(k, 1, 3)) / sigma  # (k, voxels, 3)
+        return np.exp(-0.5 * (scaled**2).sum(-1)), scaled
+
     def residuals(theta: np.ndarray) -> np.ndarray:
-        centres = theta[1 + k :].reshape(k, 3)
-        d2 = (((grid[None] - centres[:, None]) / sigma) ** 2).sum(-1)
-        return theta[0] + theta[1 : 1 + k] @ np.exp(-0.5 * d2) - values
+        return theta[0] + theta[1 : 1 + k] @ gaussians(theta)[0] - values
+
+    def jacobian(theta: np.ndarray) -> np.ndarray:
+        g, scaled = gaussians(theta)
+        # d/d centre = amplitude * g * (x - centre) / sigma^2
+        d_centres = theta[1 : 1 + k, None, None] * g[:, :, None] * scaled / sigma
+        return np.hstack(
+            [np.ones((len(values), 1)), g.T, d_centres.transpose(1, 0, 2).reshape(len(values), -1)]
+        )
 
     lower = np.r_[-np.inf, np.zeros(k), (start - max_shift).ravel()]
     upper = np.r_[np.inf, np.full(k, np.inf), (start + max_shift).ravel()]
     theta0 = np.clip(np.r_[background, amplitude, start.ravel()], lower, upper)
     try:
         result = least_squares(
-            residuals, theta0, bounds=(lower, upper), x_scale="jac", max_nfev=100
+            residuals, theta0, jac=jacobian, bounds=(lower, upper), x_scale="jac", max_nfev=100
         )
     except (ValueError, np.linalg.LinAlgError):
         return failed
