@@ -1,6 +1,7 @@
 """Run every benchmark and regenerate docs/benchmarks.md (what ``make bench`` calls).
 
-Quick set (default; under 15 minutes on 2 cores):
+Quick set (default; the target is 15 minutes on 2 cores, not yet measured end to end:
+about 5 + 7 + 15–25 minutes for detection, StarDist and peers in 2026-11 runs):
 
 1. ``bench_matching.py --quick``: matching scaling, 1e2 … 1e5 points;
 2. ``bench_detection.py --quick``: our UNet against our classical detector
