@@ -174,6 +174,16 @@ def snap_points(
     ).reshape(-1, 3)
 
 
+def _frame_geometry(
+    volume_zyx: Any, voxel_size_um: Sequence[float], purpose: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Shape (3,) int and voxel size (3,) float of a (Z, Y, X) frame, checked."""
+    shape = np.asarray(np.shape(volume_zyx), dtype=int)
+    if shape.size != 3:
+        raise InputError(f"{purpose} needs a 3-D (Z, Y, X) volume, got shape {tuple(shape)}")
+    return shape, np.asarray(validate_voxel_size(voxel_size_um), dtype=float)
+
+
 def refine_detections(
     volume_zyx: Any,
     coords_zyx: np.ndarray,
@@ -224,10 +234,7 @@ def refine_detections(
     coords = np.asarray(coords_zyx, dtype=float).reshape(-1, 3)
     if len(coords) == 0:
         return coords.copy()
-    shape = np.asarray(np.shape(volume_zyx), dtype=int)
-    if shape.size != 3:
-        raise InputError(f"refinement needs a 3-D (Z, Y, X) volume, got shape {tuple(shape)}")
-    voxel = np.asarray(validate_voxel_size(voxel_size_um), dtype=float)
+    shape, voxel = _frame_geometry(volume_zyx, voxel_size_um, "refinement")
     sigma = np.asarray(sigma_um, dtype=float) / voxel
     image = np.asarray(volume_zyx)
     if background is None:
@@ -379,18 +386,16 @@ def fit_spot_mixture(
     fitted = coords.copy()
     if len(coords) == 0:
         return fitted
-    shape = np.asarray(np.shape(volume_zyx), dtype=int)
-    if shape.size != 3:
-        raise InputError(f"the mixture fit needs a 3-D (Z, Y, X) volume, got shape {tuple(shape)}")
-    voxel = np.asarray(validate_voxel_size(voxel_size_um), dtype=float)
+    shape, voxel = _frame_geometry(volume_zyx, voxel_size_um, "the mixture fit")
     sigma = np.asarray(psf_sigma_um, dtype=float) / voxel
     max_shift = np.asarray(max_shift_um, dtype=float) / voxel
     physical = cKDTree(coords * voxel)
     n_groups, group = connected_components(
         physical.sparse_distance_matrix(physical, link_um), directed=False
     )
-    for label in range(n_groups):
-        members = np.flatnonzero(group == label)
+    sizes = np.bincount(group, minlength=n_groups)
+    by_group = np.split(np.argsort(group, kind="stable"), np.cumsum(sizes)[:-1])
+    for members in by_group:
         # A long chain of neighbours is a crowd (or noise) where a joint fit is neither
         # cheap nor well posed: it keeps its start.
         if len(members) > MIXTURE_MAX_GROUP:
