@@ -138,9 +138,18 @@ def make_movies(condition: dict, n_movies: int, n_frames: int):
 
 
 def evaluate_method(
-    method: str, model: str | None, movies, thresholds=None, precision: str = "auto"
+    method: str,
+    model: str | None,
+    movies,
+    precision: str = "auto",
+    predictions: list | None = None,
 ):
-    from napari_kinetochores.detection import DetectionOptions, detect_movie
+    """Pooled accuracy of one method on ``movies`` (what ``kinetochores detect`` finds).
+
+    ``predictions``, if given (UNet only), receives one list per movie of the
+    network's output per frame, so the threshold sweep needs no second pass.
+    """
+    from napari_kinetochores.detection import DetectionOptions, iter_detections
     from napari_kinetochores.matching import evaluate_points
 
     rows = []
@@ -149,7 +158,19 @@ def evaluate_method(
         needs_two = model is not None and _model_channels(model) > 1
         if needs_two and volume.n_channels < 2:
             return None
-        detections = detect_movie(volume, options, progress=False)
+        kept = None
+        if predictions is not None:
+            kept = []
+            predictions.append(kept)
+        tables = [
+            table
+            for _, table in iter_detections(
+                volume,
+                options,
+                on_prediction=None if kept is None else (lambda t, p, kept=kept: kept.append(p)),
+            )
+        ]
+        detections = pd.concat(tables, ignore_index=True)
         result = evaluate_points(detections, truth, volume.voxel_size_um)
         rows.append(result.overall)
     frame = pd.DataFrame(rows)
@@ -177,8 +198,14 @@ def _model_channels(model: str) -> int:
     return _CHANNELS[model]
 
 
-def threshold_sweep(model: str, movies_by_condition: dict, thresholds) -> dict:
-    """F1 at 0.3 µm against the peak threshold, per condition, for one model."""
+def threshold_sweep(
+    model: str, movies_by_condition: dict, predictions_by_condition: dict, thresholds
+) -> dict:
+    """F1 at 0.3 µm against the peak threshold, per condition, for one model.
+
+    ``predictions_by_condition[name][movie][t]`` is the network's output kept
+    by :func:`evaluate_method` for the same movies.
+    """
     from napari_kinetochores.matching import match_points
     from napari_kinetochores.nn.inference import UNetDetector
 
@@ -186,11 +213,12 @@ def threshold_sweep(model: str, movies_by_condition: dict, thresholds) -> dict:
     out = {}
     for name, movies in movies_by_condition.items():
         counts = np.zeros((len(thresholds), 3))
-        for volume, truth in movies:
+        predictions = predictions_by_condition.get(name) or []
+        for (volume, truth), per_frame in zip(movies, predictions, strict=False):
             if max(detector.input_channels()) >= volume.n_channels:
                 break
             for t in range(volume.n_frames):
-                prediction = detector.predict_frame(volume, t)[0]
+                prediction = per_frame[t][0]
                 coords, scores = detector.peaks_from_prediction(
                     prediction, volume.voxel_size_um, min(thresholds)
                 )
@@ -315,12 +343,16 @@ def main() -> int:
     if not args.skip_accuracy:
         results["accuracy"] = {}
     movies_by_condition = {}
+    predictions_by_condition: dict = {}  # the first model's outputs, for the threshold sweep
     if not args.skip_accuracy:
         for name, condition in CONDITIONS.items():
             movies_by_condition[name] = make_movies(condition, n_movies, n_frames=3)
             row = {"classical": evaluate_method("classical", None, movies_by_condition[name])}
-            for label, path in models.items():
-                row[label] = evaluate_method("unet", path, movies_by_condition[name])
+            for index, (label, path) in enumerate(models.items()):
+                kept = predictions_by_condition.setdefault(name, []) if index == 0 else None
+                row[label] = evaluate_method(
+                    "unet", path, movies_by_condition[name], predictions=kept
+                )
             first_label, first_path = next(iter(models.items()))
             row[f"{first_label} fp32"] = evaluate_method(
                 "unet", first_path, movies_by_condition[name], precision="fp32"
@@ -337,7 +369,10 @@ def main() -> int:
         results["threshold_sweep"] = {
             "model": first,
             "f1": threshold_sweep(
-                first, movies_by_condition, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
+                first,
+                movies_by_condition,
+                predictions_by_condition,
+                [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8],
             ),
         }
 
