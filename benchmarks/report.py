@@ -265,7 +265,9 @@ def detection_section(detection: dict, images: Path, doc_dir: Path) -> str:
             )
         out += [
             "Speed and memory for frame 1 of a 3-frame 61 × 1000 × 1000 uint16 movie (subprocess per run; `unet` = one cell "
-            "in the centre of an empty field, `unet_everywhere` = a 61 × 512 × 512 field full of cells; "
+            "in the centre of an empty field, one cold call with imports and model loading; `unet_everywhere` = "
+            "a 61 × 512 × 512 field full of cells, per-frame cost with the model loaded (median of "
+            "3 runs after a warm-up frame); "
             "`_fp32` = `--precision fp32`, otherwise bfloat16 autocast on this CPU; peak RSS includes "
             "the frame itself; F1 at 0.3 µm against the planted spots; tiles skipped / run):",
             "",
