@@ -54,8 +54,11 @@ demo: install system-deps
 		xvfb-run -a -s "-screen 0 1280x1024x24" $(PY) -m napari_kinetochores.demo --headless --output demo_out; \
 	fi
 
+# PEERS_VENV / SPOTIFLOW_MODEL may point at an existing peers environment and model
+# (e.g. another clone's), so a fresh clone need not install 6 GB again.
 bench: install
-	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
+	$(PY) benchmarks/run_all.py --peers-python $(abspath $(PEERS_PY)) \
+		--spotiflow-model $(abspath $(SPOTIFLOW_MODEL)) $(BENCH_ARGS)
 
 # The peer detectors live in their own environment: Spotiflow imports torchvision,
 # which the project's CPU torch 2.13 cannot import. This env takes the registry's

@@ -311,8 +311,8 @@ def peers_section(peers: dict, images: Path, doc_dir: Path) -> str:
         f"{machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, {machine.get('memory_gib', '?')} GiB, "
         f"{machine.get('platform', '')}; niceness {machine.get('niceness', '?')}, load average at start "
         f"{', '.join(num(v, 1) for v in machine.get('load_average_at_start', []))} "
-        "(the machine was shared with model trainings, so absolute times are pessimistic; the A/B "
-        "interleaving keeps the ratios fair).",
+        "(on 2 cores a load near 2 means other work shared the CPU and absolute times are "
+        "pessimistic; the A/B interleaving keeps the ratios fair either way).",
         "",
     ]
     runs = peers.get("runs", [])

@@ -49,6 +49,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="the whole grid (hours on 2 cores)")
     parser.add_argument("--only", nargs="*", choices=STEPS, default=None)
+    parser.add_argument(
+        "--peers-python",
+        type=Path,
+        default=PEERS_PYTHON,
+        help="interpreter of the peers environment (default .venv-peers/bin/python)",
+    )
+    parser.add_argument(
+        "--spotiflow-model",
+        type=Path,
+        default=REPO / "runs" / "spotiflow",
+        help="the Spotiflow model trained by make bench-peers",
+    )
     args = parser.parse_args()
     explicit = set(args.only or ())
     args.only = args.only or list(STEPS)
@@ -81,17 +93,26 @@ def main() -> int:
                 "StarDist model is missing"
             )
     if "peers" in args.only:
-        if PEERS_PYTHON.is_file():
+        if args.peers_python.is_file():
             mode = ["--full"] if args.full else ["--quick"]
             done.append(
                 run(
                     "peers",
-                    ["nice", "-n", "19", PEERS_PYTHON, HERE / "peers" / "run_peers.py", *mode],
+                    [
+                        "nice",
+                        "-n",
+                        "19",
+                        args.peers_python,
+                        HERE / "peers" / "run_peers.py",
+                        *mode,
+                        "--spotiflow-model",
+                        args.spotiflow_model,
+                    ],
                 )
             )
         else:
             print(
-                "\n=== peers: skipped, .venv-peers does not exist. Create it (and train Spotiflow, about "
+                f"\n=== peers: skipped, {args.peers_python} does not exist. Create it (and train Spotiflow, about "
                 "20 min) with\n    make bench-peers\n"
                 "which downloads the standard torch build with its CUDA wheels (several GB)."
             )
