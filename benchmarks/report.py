@@ -452,7 +452,13 @@ def _accuracy_part(peers, accuracy, keys, labels, images, doc_dir) -> list[str]:
         f"{accuracy['n_movies_per_condition']} movies × {accuracy['n_frames_per_movie']} frames per condition "
         "(bench_detection.py's `CONDITIONS`; 20 pairs = 40 kinetochores per frame unless stated), channel 0. "
         "All metrics from our `matching` module (one-to-one optimal matching on physical distance); best "
-        "per row in bold.",
+        "per row in bold."
+        + (
+            f" The quick set leaves out {', '.join(accuracy['left_out_conditions'])}"
+            " (`--full` runs them)."
+            if accuracy.get("left_out_conditions")
+            else ""
+        ),
         "",
     ]
 

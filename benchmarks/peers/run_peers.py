@@ -741,8 +741,8 @@ def main() -> int:
                 conditions = dict(
                     CONDITIONS, **EXTRA_CONDITIONS, **(EXTRA_CONDITIONS_FULL if full else {})
                 )
-                if not full:
-                    conditions = {k: v for k, v in conditions.items() if k not in QUICK_SKIPS}
+                left_out = [] if full or args.conditions else list(QUICK_SKIPS)
+                conditions = {k: v for k, v in conditions.items() if k not in left_out}
                 if args.conditions:
                     conditions = {k: v for k, v in conditions.items() if k in args.conditions}
                 print(f"accuracy: {len(conditions)} conditions", flush=True)
@@ -759,6 +759,7 @@ def main() -> int:
                     check_all={"blob_log"},
                     progress=partial,
                 )
+                results["accuracy"]["left_out_conditions"] = left_out
                 results["phase_seconds"]["accuracy"] = time.perf_counter() - started
                 save(args, results)
             sizes = args.sizes or list(FULL_SIZES if full else QUICK_SIZES)
