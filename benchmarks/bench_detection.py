@@ -149,7 +149,7 @@ def evaluate_method(
     ``predictions``, if given (UNet only), receives one list per movie of the
     network's output per frame, so the threshold sweep needs no second pass.
     """
-    from napari_kinetochores.detection import DetectionOptions, iter_detections
+    from napari_kinetochores.detection import DetectionOptions, detect_movie
     from napari_kinetochores.matching import evaluate_points
 
     rows = []
@@ -162,15 +162,12 @@ def evaluate_method(
         if predictions is not None:
             kept = []
             predictions.append(kept)
-        tables = [
-            table
-            for _, table in iter_detections(
-                volume,
-                options,
-                on_prediction=None if kept is None else (lambda t, p, kept=kept: kept.append(p)),
-            )
-        ]
-        detections = pd.concat(tables, ignore_index=True)
+        detections = detect_movie(
+            volume,
+            options,
+            progress=False,
+            on_prediction=None if kept is None else (lambda t, p, kept=kept: kept.append(p)),
+        )
         result = evaluate_points(detections, truth, volume.voxel_size_um)
         rows.append(result.overall)
     frame = pd.DataFrame(rows)

@@ -521,3 +521,22 @@ def test_default_model_hands_short_movies_to_the_single_frame_model():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         explicit.for_volume(long_movie)
+
+
+def test_detect_movie_hands_out_each_frames_prediction():
+    from napari_kinetochores.detection import DetectionOptions, detect_movie
+    from napari_kinetochores.io.volumes import volume_from_array
+    from napari_kinetochores.simulate import SimulationParams, simulate_movie
+
+    movie = simulate_movie(SimulationParams(n_frames=3, shape_zyx=(16, 64, 64), n_pairs=5), seed=3)
+    volume = volume_from_array(movie.image, (0.3, 0.13, 0.13))
+    seen = []
+    options = DetectionOptions(method="unet", model="default")
+    found = detect_movie(
+        volume, options, progress=False, on_prediction=lambda t, p: seen.append((t, p))
+    )
+    assert [t for t, _ in seen] == [0, 1, 2]
+    assert all(p.shape == (1, 16, 64, 64) for _, p in seen)
+    # the same detections as without the callback
+    again = detect_movie(volume, options, progress=False)
+    np.testing.assert_allclose(found[["t", "z", "y", "x"]], again[["t", "z", "y", "x"]])

@@ -199,10 +199,12 @@ def detect_movie(
     options: DetectionOptions,
     frames: Iterable[int] | None = None,
     progress: bool = True,
+    on_prediction: Callable[[int, np.ndarray], None] | None = None,
 ) -> pd.DataFrame:
     """Detect kinetochores in a whole movie (or selected frames) with a progress bar.
 
-    Returns one point table (see :func:`iter_detections`) for all frames.
+    Returns one point table (see :func:`iter_detections`, which also
+    describes ``on_prediction``) for all frames.
     """
     from tqdm.auto import tqdm
 
@@ -211,7 +213,7 @@ def detect_movie(
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         for _, table in tqdm(
-            iter_detections(volume, options, selected),
+            iter_detections(volume, options, selected, on_prediction=on_prediction),
             total=len(selected),
             desc="detect",
             unit="frame",
