@@ -454,8 +454,9 @@ def _accuracy_part(peers, accuracy, keys, labels, images, doc_dir) -> list[str]:
         "All metrics from our `matching` module (one-to-one optimal matching on physical distance); best "
         "per row in bold."
         + (
-            f" The quick set leaves out {', '.join(accuracy['left_out_conditions'])}"
-            " (`--full` runs them)."
+            " The quick set leaves out "
+            + " and ".join(f"“{name}”" for name in accuracy["left_out_conditions"])
+            + " (`--full` runs them)."
             if accuracy.get("left_out_conditions")
             else ""
         ),
