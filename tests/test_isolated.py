@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -69,7 +70,6 @@ def test_stardist_trains_and_detects_from_the_widgets(make_napari_viewer, qtbot,
     skip_without_display()
     from napari_kinetochores._widgets.detect import DetectWidget
     from napari_kinetochores._widgets.train import TrainWidget
-    from napari_kinetochores.matching import match_points
 
     viewer = make_napari_viewer()
     simulated = simulate_movie(
@@ -104,6 +104,20 @@ def test_stardist_trains_and_detects_from_the_widgets(make_napari_viewer, qtbot,
     qtbot.waitUntil(lambda: not detect.running, timeout=300_000)
     assert "detection done" in detect.status.value, detect.status.value
     found = viewer.layers["detections"].data[:, 1:]
-    match = match_points(found, truth[["z", "y", "x"]].to_numpy(), VOXEL, 0.6)
-    # the tiny model after 240 steps finds the bright spots (see test_stardist_backend)
-    assert match.tp >= len(truth) / 3
+    # The GUI gives what the library gives with the model it trained. (Whether a tiny
+    # training finds the spots is test_stardist_backend's job: TensorFlow training is
+    # not bit-reproducible, and a 240-step run sometimes stays on the all-background
+    # plateau, which failed this test in 1 of 4 fresh clones on 2026-11-22.)
+    options = DetectionOptions(method="stardist", model=str(folder))
+    expected = pd.concat(
+        [
+            table
+            for _, table in iter_detections_isolated(
+                volume_from_array(simulated.image, VOXEL), options
+            )
+        ]
+    )[["z", "y", "x"]].to_numpy()
+    assert found.shape == expected.shape
+    np.testing.assert_allclose(
+        found[np.lexsort(found.T[::-1])], expected[np.lexsort(expected.T[::-1])], atol=1e-6
+    )
