@@ -153,6 +153,31 @@ def _fails_naming(capsys, argv, name):
     return captured.err
 
 
+def test_detection_options_from_the_command_line():
+    from napari_kinetochores.cli import _detection_options, build_parser
+    from napari_kinetochores.detection import DetectionOptions
+
+    parser = build_parser()
+    default = _detection_options(parser.parse_args(["detect", "movie.tif", "-o", "out.csv"]))
+    assert default == DetectionOptions()
+    chosen = _detection_options(
+        parser.parse_args(
+            [
+                "detect",
+                "movie.tif",
+                "-o",
+                "out.csv",
+                "--test-time-flips",
+                "--precision",
+                "fp32",
+                "--threshold",
+                "0.4",
+            ]
+        )
+    )
+    assert chosen.test_time_flips and chosen.precision == "fp32" and chosen.threshold == 0.4
+
+
 def test_missing_movie(tmp_path, capsys):
     missing = tmp_path / "nothing_here.tif"
     argv = ["detect", str(missing), "-o", str(tmp_path / "p.csv"), "--method", "classical"]

@@ -292,6 +292,45 @@ def test_tiled_prediction_equals_whole_prediction():
     assert np.abs(tiled - whole).max() < 0.1
 
 
+def test_flip_average_is_the_mean_of_the_flipped_back_outputs():
+    from napari_kinetochores.nn.inference import forward_flip_average
+
+    torch.manual_seed(0)
+    model = build_model(tiny_config()).eval()
+    tensor = torch.rand(2, 1, 8, 16, 24)
+    with torch.inference_mode():
+        averaged = forward_flip_average(model, tensor)
+        by_hand = (
+            model(tensor)
+            + model(tensor.flip(-1)).flip(-1)
+            + model(tensor.flip(-2)).flip(-2)
+            + model(tensor.flip(-2, -1)).flip(-2, -1)
+        ) / 4
+        plain = model(tensor)
+    assert averaged.shape == (2, 1, 8, 16, 24)
+    assert torch.allclose(averaged, by_hand, atol=1e-6)
+    # A random network is not flip-symmetric, so the average is not the plain output.
+    assert not torch.allclose(averaged, plain, atol=1e-4)
+
+
+def test_flip_average_in_tiles_is_flip_invariant():
+    """Tiling, blending and flipping compose: the flip-averaged prediction of a
+    flipped volume is the flipped prediction of the volume."""
+    torch.manual_seed(0)
+    config = tiny_config()
+    model = build_model(config).eval()
+    stack = np.random.default_rng(2).random((1, 8, 48, 48)).astype(np.float32)
+    options = dict(overlap=(0, 16, 16), skip_empty=False, divisor=config.divisor)
+    prediction = predict_volume(model, stack, (8, 32, 32), test_time_flips=True, **options)
+    flipped = predict_volume(
+        model, stack[..., ::-1].copy(), (8, 32, 32), test_time_flips=True, **options
+    )
+    assert np.allclose(flipped[..., ::-1], prediction, atol=1e-5)
+    plain = predict_volume(model, stack, (8, 32, 32), **options)
+    plain_flipped = predict_volume(model, stack[..., ::-1].copy(), (8, 32, 32), **options)
+    assert not np.allclose(plain_flipped[..., ::-1], plain, atol=1e-3)
+
+
 def test_empty_tiles_are_skipped():
     config = tiny_config()
     model = build_model(config).eval()

@@ -191,6 +191,32 @@ def test_unet_probability_map_and_model_errors(viewer, qtbot, tmp_path):
     assert set(np.round(points.data[:, 0]).astype(int)) <= {1}
 
 
+def test_flip_averaged_probability_equals_the_library(viewer, qtbot, tmp_path):
+    from napari_kinetochores._widgets._models import FROM_FILE
+    from napari_kinetochores._widgets.detect import DetectWidget
+    from napari_kinetochores.io import read_volume
+    from napari_kinetochores.nn.inference import UNetDetector
+
+    add_sample(viewer, reference=False)
+    widget = DetectWidget(viewer)
+    widget.method.value = "unet"
+    assert not widget.test_time_flips.value  # the library's default
+    widget.model.value = FROM_FILE
+    widget.model_file.value = checkpoint = random_checkpoint(tmp_path / "random.pt")
+    widget.test_time_flips.value = True
+    widget.probability.value = True
+    widget.frames.value = "range"
+    widget.first.value, widget.last.value = 1, 1
+    run_detection(qtbot, widget)
+    shown = np.asarray(viewer.layers["detections probability"].data[1])
+
+    volume = read_volume(SAMPLE)
+    flipped = UNetDetector.load(str(checkpoint), test_time_flips=True).predict_frame(volume, 1)[0]
+    plain = UNetDetector.load(str(checkpoint)).predict_frame(volume, 1)[0]
+    np.testing.assert_allclose(shown, flipped, atol=1e-6)
+    assert np.abs(shown - plain).max() > 1e-3
+
+
 def test_bad_layers_give_notifications(viewer):
     from napari_kinetochores._widgets.detect import DetectWidget
 

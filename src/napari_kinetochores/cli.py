@@ -74,6 +74,12 @@ def _detection_args(parser: argparse.ArgumentParser) -> None:
         help="UNet arithmetic: auto = float16 on CUDA, bfloat16 on CPUs with native bfloat16 "
         "(AVX512-BF16/AMX); fp32 = float32 everywhere",
     )
+    parser.add_argument(
+        "--test-time-flips",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="UNet: average the output over the four y/x flips (4 forward passes per tile)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -92,6 +98,7 @@ def _detection_options(args: argparse.Namespace):
         batch_size=args.batch_size,
         device=args.device,
         precision=args.precision,
+        test_time_flips=args.test_time_flips,
     )
 
 

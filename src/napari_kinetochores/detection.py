@@ -54,6 +54,10 @@ class DetectionOptions:
         with native bfloat16 (AVX512-BF16 or AMX), float32 elsewhere (the
         accuracy of both against float32 is in docs/benchmarks.md).
         "fp32": float32 everywhere.
+    test_time_flips : bool
+        UNet: average the network's output over the four flips in y and x
+        (four forward passes per tile; accuracy and cost in
+        docs/benchmarks.md).
     """
 
     method: str = "unet"
@@ -66,6 +70,7 @@ class DetectionOptions:
     batch_size: int = 1
     device: str | None = None
     precision: str = "auto"
+    test_time_flips: bool = False
 
 
 def _frame_range(n_frames: int, frames: Iterable[int] | None) -> list[int]:

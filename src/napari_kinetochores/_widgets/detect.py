@@ -145,6 +145,12 @@ class DetectWidget(KinetochoreWidget):
         self.first = SpinBox(label="first frame", min=0, max=0, visible=False)
         self.last = SpinBox(label="last frame", min=0, max=0, visible=False)
         self.all_channels = CheckBox(text="also report the mCherry spots", value=False)
+        self.test_time_flips = CheckBox(
+            text="average over y/x flips (UNet; 4 passes)",
+            value=DetectionOptions().test_time_flips,
+            tooltip="the network's output averaged over the four flips in y and x: "
+            "fewer false positives, four times the network time",
+        )
         self.probability = CheckBox(text="show the probability map (UNet)", value=False)
         self.output = LineEdit(label="points layer", value="detections")
         self.run_button = PushButton(text="Detect")
@@ -166,6 +172,7 @@ class DetectWidget(KinetochoreWidget):
                 self.first,
                 self.last,
                 self.all_channels,
+                self.test_time_flips,
                 self.probability,
                 self.output,
                 buttons,
@@ -221,6 +228,7 @@ class DetectWidget(KinetochoreWidget):
         self.model_file.visible = unet and self.model.value == FROM_FILE
         self.stardist_folder.visible = self.method.value == "stardist"
         self.probability.visible = unet
+        self.test_time_flips.visible = unet
 
     def _frames_changed(self, *_: Any) -> None:
         ranged = self.frames.value == "range"
@@ -265,6 +273,7 @@ class DetectWidget(KinetochoreWidget):
             min_distance_um=float(self.min_distance.value) or None,
             model=model,
             all_channels=bool(self.all_channels.value),
+            test_time_flips=bool(self.test_time_flips.value),
         )
 
     # ------------------------------------------------------------------ running

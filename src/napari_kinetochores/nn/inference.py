@@ -122,6 +122,34 @@ def signal_mask(volume: np.ndarray) -> np.ndarray:
     return smoothed > level
 
 
+# (), y, x, and both: the flips that training augments with (with 90° turns), so the
+# network should answer each the same way; averaging removes what it does not.
+YX_FLIPS = ((), (-2,), (-1,), (-2, -1))
+
+
+def forward_flip_average(model, tensor):
+    """The network's output averaged over the four flips of ``tensor`` in y and x.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Maps (N, C_in, z, y, x) to (N, C_out, z, y, x).
+    tensor : (N, C_in, z, y, x) torch.Tensor
+
+    Returns
+    -------
+    (N, C_out, z, y, x) float32 torch.Tensor
+        Each flip's output is flipped back before averaging, so the result
+        is aligned with ``tensor``.
+    """
+    total = None
+    for dims in YX_FLIPS:
+        output = model(tensor.flip(dims) if dims else tensor).float()
+        output = output.flip(dims) if dims else output
+        total = output if total is None else total + output
+    return total / len(YX_FLIPS)
+
+
 def predict_volume(
     model,
     stack: np.ndarray,
@@ -135,6 +163,7 @@ def predict_volume(
     autocast: bool | None = None,
     divisor: Sequence[int] = (1, 1, 1),
     timings: dict | None = None,
+    test_time_flips: bool = False,
 ) -> np.ndarray:
     """Run the network over a volume in overlapping tiles with smooth blending.
 
@@ -166,6 +195,9 @@ def predict_volume(
     timings : dict, optional
         If given, ``"forward_s"`` (time in the network), ``"tiles"`` and
         ``"skipped_tiles"`` are added to it.
+    test_time_flips : bool
+        Average each tile's output over the four flips in y and x (the
+        network runs four times; see :func:`forward_flip_average`).
 
     Returns
     -------
@@ -211,7 +243,11 @@ def predict_volume(
                 enabled=use_autocast,
             ),
         ):
-            result = model(tensor).float().cpu().numpy()
+            if test_time_flips:
+                result = forward_flip_average(model, tensor)
+            else:
+                result = model(tensor).float()
+            result = result.cpu().numpy()
         if timings is not None:
             timings["forward_s"] = timings.get("forward_s", 0.0) + time.perf_counter() - started
             timings["tiles"] = timings.get("tiles", 0) + len(batch)
@@ -265,8 +301,10 @@ class UNetDetector:
         tile_shape: Sequence[int] | None = None,
         batch_size: int = 1,
         precision: str = "auto",
+        test_time_flips: bool = False,
     ) -> None:
         self.loaded = loaded
+        self.test_time_flips = bool(test_time_flips)
         self.autocast = reduced_precision(device, precision)
         self.model = loaded.model
         self.config = loaded.config
@@ -290,11 +328,19 @@ class UNetDetector:
         tile_shape: Sequence[int] | None = None,
         batch_size: int = 1,
         precision: str = "auto",
+        test_time_flips: bool = False,
     ) -> UNetDetector:
         """Load a checkpoint by path or bundled name (None: the bundled default)."""
         path = bundled_model_path(model)
         chosen = choose_device(device)
-        return cls(load_checkpoint(path, device=chosen), chosen, tile_shape, batch_size, precision)
+        return cls(
+            load_checkpoint(path, device=chosen),
+            chosen,
+            tile_shape,
+            batch_size,
+            precision,
+            test_time_flips,
+        )
 
     @classmethod
     def from_options(cls, options) -> UNetDetector:
@@ -310,6 +356,7 @@ class UNetDetector:
             tile_shape=options.tile_shape,
             batch_size=options.batch_size,
             precision=getattr(options, "precision", "auto"),
+            test_time_flips=getattr(options, "test_time_flips", False),
         )
         if options.model is None and detector.config.temporal_window > 1:
             if bundled_model_path(SINGLE_FRAME_MODEL, must_exist=False) is not None:
@@ -343,6 +390,7 @@ class UNetDetector:
                 tile_shape=self.tile_shape,
                 batch_size=self.batch_size,
                 precision=self.precision,
+                test_time_flips=self.test_time_flips,
             )
             warnings.warn(
                 f"{volume.path}: the movie has {volume.n_frames} frame(s), fewer than the "
@@ -424,6 +472,7 @@ class UNetDetector:
                     empty_value=empty_value,
                     divisor=self.config.divisor,
                     autocast=self.autocast,
+                    test_time_flips=self.test_time_flips,
                 )
             except torch.OutOfMemoryError:
                 if self.device != "cuda" or np.all(tile <= np.asarray(self.config.divisor) * 2):
