@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from napari_kinetochores.detection import DetectionOptions
+
 HERE = Path(__file__).resolve().parent
 VOXEL = (0.30, 0.13, 0.13)
 HELD_OUT_SEED = 900_000
@@ -137,24 +139,30 @@ def make_movies(condition: dict, n_movies: int, n_frames: int):
     return movies
 
 
+# The first model also runs with the other setting of test-time flips: (label, value).
+OTHER_FLIPS = ("no flips", False) if DetectionOptions().test_time_flips else ("flips", True)
+
+
 def evaluate_method(
     method: str,
     model: str | None,
     movies,
-    precision: str = "auto",
     predictions: list | None = None,
+    **options,
 ):
     """Pooled accuracy of one method on ``movies`` (what ``kinetochores detect`` finds).
 
     ``predictions``, if given (UNet only), receives one list per movie of the
     network's output per frame, so the threshold sweep needs no second pass.
+    ``options`` are further :class:`DetectionOptions` (``precision``,
+    ``test_time_flips``).
     """
-    from napari_kinetochores.detection import DetectionOptions, detect_movie
+    from napari_kinetochores.detection import detect_movie
     from napari_kinetochores.matching import evaluate_points
 
     rows = []
     for volume, truth in movies:
-        options = DetectionOptions(method=method, model=model, precision=precision)
+        chosen = DetectionOptions(method=method, model=model, **options)
         needs_two = model is not None and _model_channels(model) > 1
         if needs_two and volume.n_channels < 2:
             return None
@@ -164,7 +172,7 @@ def evaluate_method(
             predictions.append(kept)
         detections = detect_movie(
             volume,
-            options,
+            chosen,
             progress=False,
             on_prediction=None if kept is None else (lambda t, p, kept=kept: kept.append(p)),
         )
@@ -241,7 +249,7 @@ from napari_kinetochores.detection import DetectionOptions, detect_movie
 frame, truth = big_frame({kind!r})
 volume = ArrayVolume(frame, {voxel!r})
 rss_before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the frame itself, imports
-options = DetectionOptions(method={method!r}, model={model!r}, tile_shape={tile!r}, precision={precision!r})
+options = DetectionOptions(method={method!r}, model={model!r}, tile_shape={tile!r}, **{options!r})
 timings = {{}}
 if {method!r} == "unet":
     import napari_kinetochores.nn.inference as inference
@@ -324,8 +332,8 @@ def run_speed(
     model: str | None,
     kind: str,
     tile_shape=None,
-    precision="auto",
     warm_repeats: int = 0,
+    **options,
 ) -> dict:
     """Detection on frame 1 of :func:`big_frame` in a fresh process: seconds, timings, memory, F1.
 
@@ -334,6 +342,7 @@ def run_speed(
     the model is loaded and run on frame 0 first, then frame 1 is detected
     that many times and the median run is reported: the per-frame cost inside
     a movie, which the share of time outside the forward pass is about.
+    ``options`` are further :class:`DetectionOptions` (``precision``, ...).
     """
     code = SPEED_SNIPPET.format(
         warm_repeats=warm_repeats,
@@ -343,7 +352,7 @@ def run_speed(
         method=method,
         model=model,
         tile=tile_shape,
-        precision=precision,
+        options=options,
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -390,6 +399,10 @@ def main() -> int:
             row[f"{first_label} fp32"] = evaluate_method(
                 "unet", first_path, movies_by_condition[name], precision="fp32"
             )
+            if not args.quick:  # four forward passes per tile: no room in the quick set
+                row[f"{first_label} {OTHER_FLIPS[0]}"] = evaluate_method(
+                    "unet", first_path, movies_by_condition[name], test_time_flips=OTHER_FLIPS[1]
+                )
             results["accuracy"][name] = row
             print(
                 name,
@@ -416,6 +429,7 @@ def main() -> int:
             "classical": [],
             "unet": [],
             "unet_fp32": [],
+            f"unet_{OTHER_FLIPS[0].replace(' ', '_')}": [],
             "unet_everywhere": [],
             "unet_everywhere_fp32": [],
         }
@@ -423,6 +437,9 @@ def main() -> int:
             speed["classical"].append(run_speed("classical", None, "cell"))
             speed["unet"].append(run_speed("unet", first, "cell"))
             speed["unet_fp32"].append(run_speed("unet", first, "cell", precision="fp32"))
+            speed[f"unet_{OTHER_FLIPS[0].replace(' ', '_')}"].append(
+                run_speed("unet", first, "cell", test_time_flips=OTHER_FLIPS[1])
+            )
             speed["unet_everywhere"].append(run_speed("unet", first, "everywhere", warm_repeats=3))
             if not args.quick:  # 2 minutes in float32; the quick set times the default, bf16
                 speed["unet_everywhere_fp32"].append(

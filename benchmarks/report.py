@@ -268,7 +268,8 @@ def detection_section(detection: dict, images: Path, doc_dir: Path) -> str:
             "in the centre of an empty field, one cold call with imports and model loading; `unet_everywhere` = "
             "a 61 × 512 × 512 field full of cells, per-frame cost with the model loaded (median of "
             "3 runs after a warm-up frame); "
-            "`_fp32` = `--precision fp32`, otherwise bfloat16 autocast on this CPU; peak RSS includes "
+            "`_fp32` = `--precision fp32`, otherwise bfloat16 autocast on this CPU; "
+            "`_flips` / `_no_flips` = the other setting of `--test-time-flips`; peak RSS includes "
             "the frame itself; F1 at 0.3 µm against the planted spots; tiles skipped / run):",
             "",
             table(
