@@ -425,11 +425,12 @@ def main() -> int:
     if not args.skip_speed:
         repeats = 1 if args.quick else 3
         first = next(iter(models.values()))
+        flips_key = "unet_" + OTHER_FLIPS[0].replace(" ", "_")
         speed = {
             "classical": [],
             "unet": [],
             "unet_fp32": [],
-            f"unet_{OTHER_FLIPS[0].replace(' ', '_')}": [],
+            flips_key: [],
             "unet_everywhere": [],
             "unet_everywhere_fp32": [],
         }
@@ -437,7 +438,7 @@ def main() -> int:
             speed["classical"].append(run_speed("classical", None, "cell"))
             speed["unet"].append(run_speed("unet", first, "cell"))
             speed["unet_fp32"].append(run_speed("unet", first, "cell", precision="fp32"))
-            speed[f"unet_{OTHER_FLIPS[0].replace(' ', '_')}"].append(
+            speed[flips_key].append(
                 run_speed("unet", first, "cell", test_time_flips=OTHER_FLIPS[1])
             )
             speed["unet_everywhere"].append(run_speed("unet", first, "everywhere", warm_repeats=3))

@@ -148,8 +148,8 @@ class DetectWidget(KinetochoreWidget):
         self.test_time_flips = CheckBox(
             text="average over y/x flips (UNet; 4 passes)",
             value=DetectionOptions().test_time_flips,
-            tooltip="the network's output averaged over the four flips in y and x: "
-            "fewer false positives, four times the network time",
+            tooltip="the network's output averaged over the four flips in y and x, at four "
+            "times the network time; no gain with the bundled default (docs/models.md)",
         )
         self.probability = CheckBox(text="show the probability map (UNet)", value=False)
         self.output = LineEdit(label="points layer", value="detections")
