@@ -160,9 +160,9 @@ def evaluate_method(
     from napari_kinetochores.detection import detect_movie
     from napari_kinetochores.matching import evaluate_points
 
+    chosen = DetectionOptions(method=method, model=model, **options)
     rows = []
     for volume, truth in movies:
-        chosen = DetectionOptions(method=method, model=model, **options)
         needs_two = model is not None and _model_channels(model) > 1
         if needs_two and volume.n_channels < 2:
             return None
@@ -217,11 +217,11 @@ def threshold_sweep(
     detector = UNetDetector.load(model)
     out = {}
     for name, movies in movies_by_condition.items():
+        predictions = predictions_by_condition.get(name)
+        if not predictions:  # the model cannot read these movies (evaluate_method kept none)
+            continue
         counts = np.zeros((len(thresholds), 3))
-        predictions = predictions_by_condition.get(name) or []
-        for (volume, truth), per_frame in zip(movies, predictions, strict=False):
-            if max(detector.input_channels()) >= volume.n_channels:
-                break
+        for (volume, truth), per_frame in zip(movies, predictions, strict=True):
             for t in range(volume.n_frames):
                 prediction = per_frame[t][0]
                 coords, scores = detector.peaks_from_prediction(
@@ -232,11 +232,10 @@ def threshold_sweep(
                     keep = scores > threshold
                     result = match_points(coords[keep], gt, volume.voxel_size_um, 0.3)
                     counts[k] += (result.tp, result.n_pred, result.n_gt)
-        else:
-            out[name] = {
-                f"{t:g}": float(2 * c[0] / max(c[1] + c[2], 1))
-                for t, c in zip(thresholds, counts, strict=True)
-            }
+        out[name] = {
+            f"{t:g}": float(2 * c[0] / max(c[1] + c[2], 1))
+            for t, c in zip(thresholds, counts, strict=True)
+        }
     return out
 
 

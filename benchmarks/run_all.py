@@ -62,8 +62,8 @@ def main() -> int:
         help="the Spotiflow model trained by make bench-peers",
     )
     args = parser.parse_args()
-    explicit = set(args.only or ())
-    args.only = args.only or list(STEPS)
+    asked = args.only or []
+    args.only = asked or list(STEPS)
     quick = [] if args.full else ["--quick"]
     python = sys.executable
     done = []
@@ -77,15 +77,15 @@ def main() -> int:
             print(
                 "\n=== detection: skipped, no bundled model src/napari_kinetochores/models/default.pt"
             )
-    if "stardist" in args.only and not args.full and "stardist" not in explicit:
-        print(
-            "\n=== stardist: only with --full (or --only stardist); the quick set's StarDist "
-            "figures come from the peer step"
-        )
-    elif "stardist" in args.only:
+    if "stardist" in args.only:
         from bench_stardist import project_has_stardist
 
-        if project_has_stardist(python):
+        if not (args.full or "stardist" in asked):
+            print(
+                "\n=== stardist: only with --full (or --only stardist); the quick set's StarDist "
+                "figures come from the peer step"
+            )
+        elif project_has_stardist(python):
             done.append(run("stardist", [python, HERE / "bench_stardist.py", *quick]))
         else:
             print(

@@ -355,8 +355,8 @@ class UNetDetector:
             device=options.device,
             tile_shape=options.tile_shape,
             batch_size=options.batch_size,
-            precision=getattr(options, "precision", "auto"),
-            test_time_flips=getattr(options, "test_time_flips", False),
+            precision=options.precision,
+            test_time_flips=options.test_time_flips,
         )
         if options.model is None and detector.config.temporal_window > 1:
             if bundled_model_path(SINGLE_FRAME_MODEL, must_exist=False) is not None:
