@@ -157,8 +157,8 @@ def evaluate_method(
     ``options`` are further :class:`DetectionOptions` (``precision``,
     ``test_time_flips``).
     """
+    from napari_kinetochores.analysis.matching import evaluate_points
     from napari_kinetochores.detection import detect_movie
-    from napari_kinetochores.matching import evaluate_points
 
     chosen = DetectionOptions(method=method, model=model, **options)
     rows = []
@@ -211,7 +211,7 @@ def threshold_sweep(
     ``predictions_by_condition[name][movie][t]`` is the network's output kept
     by :func:`evaluate_method` for the same movies.
     """
-    from napari_kinetochores.matching import match_points
+    from napari_kinetochores.analysis.matching import match_points
     from napari_kinetochores.nn.inference import UNetDetector
 
     detector = UNetDetector.load(model)
@@ -280,7 +280,7 @@ else:
     points = detect_movie(volume, options, frames=[1], progress=False)
     seconds = time.perf_counter() - start
     coords = points[["z", "y", "x"]].to_numpy()
-from napari_kinetochores.matching import match_points
+from napari_kinetochores.analysis.matching import match_points
 match = match_points(coords, truth, {voxel!r}, 0.3)
 print(json.dumps({{"seconds": seconds, "n": len(coords), "timings": timings, "f1@0.3": match.f1,
                   "tp": match.tp, "n_true": len(truth),

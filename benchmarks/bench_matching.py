@@ -1,4 +1,4 @@
-"""Benchmark of one-to-one point matching (``napari_kinetochores.matching.match_points``).
+"""Benchmark of one-to-one point matching (``napari_kinetochores.analysis.matching.match_points``).
 
 N reference points lie uniformly in a 61 x 1000 x 1000 voxel volume (voxel
 0.3, 0.13, 0.13 µm); the N predictions are the references plus gaussian
@@ -32,7 +32,7 @@ import numpy as np
 import scipy
 from scipy.optimize import linear_sum_assignment
 
-from napari_kinetochores.matching import match_points
+from napari_kinetochores.analysis.matching import match_points
 
 VOXEL_UM = np.array([0.3, 0.13, 0.13])
 VOLUME_VOX = np.array([61, 1000, 1000])

@@ -44,15 +44,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from napari_kinetochores.matching import match_points
-from napari_kinetochores.measurements import (
+from napari_kinetochores.analysis.matching import match_points
+from napari_kinetochores.analysis.measurements import (
     measure_table,
     pairing_accuracy,
     perturb_points,
 )
-from napari_kinetochores.pairing import pair_table
+from napari_kinetochores.analysis.pairing import pair_table
+from napari_kinetochores.analysis.tracking import link_accuracy, track_table
 from napari_kinetochores.simulate import SNR_LEVELS, SimulationParams, simulate_movie
-from napari_kinetochores.tracking import link_accuracy, track_table
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pairing_tracking.json"
 CHROMATIC_SHIFT_NM = np.array([80.0, -50.0, 30.0])  # added to mCherry, to be estimated
@@ -81,7 +81,7 @@ def scenarios(quick: bool) -> list[Scenario]:
 
 def detect_classical(movie) -> pd.DataFrame:
     """Classical detections of both channels with the true identity of each (or -1)."""
-    from napari_kinetochores.classical import detect_spots_classical
+    from napari_kinetochores.backends.classical import detect_spots_classical
 
     voxel = movie.params.voxel_size_um
     gt = movie.points

@@ -50,7 +50,7 @@ def project_has_stardist(python: str | Path) -> bool:
     ``.venv-peers``) both decide with it whether StarDist can be benchmarked.
     """
     code = (
-        "from napari_kinetochores.stardist_backend import require_stardist, stardist_model_path\n"
+        "from napari_kinetochores.backends.stardist import require_stardist, stardist_model_path\n"
         "require_stardist(); stardist_model_path(None)"
     )
     try:
@@ -62,7 +62,7 @@ def project_has_stardist(python: str | Path) -> bool:
 
 def _cache_detector_loads() -> None:
     """Load each StarDist model once per run (``detect_movie`` loads per call)."""
-    from napari_kinetochores import stardist_backend
+    from napari_kinetochores.backends import stardist as stardist_backend
 
     original = stardist_backend.StarDistDetector.load
     cache: dict = {}
@@ -81,8 +81,8 @@ def _cache_detector_loads() -> None:
 
 def threshold_sweep(model: str | None, movies_by_condition: dict, thresholds=THRESHOLDS) -> dict:
     """F1 at 0.3 µm against StarDist's probability threshold, per condition (pooled counts)."""
-    from napari_kinetochores.matching import match_points
-    from napari_kinetochores.stardist_backend import StarDistDetector
+    from napari_kinetochores.analysis.matching import match_points
+    from napari_kinetochores.backends.stardist import StarDistDetector
 
     detector = StarDistDetector.load(model)
     out = {}
@@ -194,7 +194,7 @@ def main() -> int:
     parser.add_argument("--skip-sweep", action="store_true", help="no threshold sweep")
     args = parser.parse_args()
 
-    from napari_kinetochores.stardist_backend import StarDistDetector, require_stardist
+    from napari_kinetochores.backends.stardist import StarDistDetector, require_stardist
 
     require_stardist()
     _cache_detector_loads()

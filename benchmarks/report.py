@@ -786,7 +786,7 @@ def matching_section(matching: dict, images: Path, doc_dir: Path) -> str:
         "## Matching scaling",
         "",
         "Generated from `benchmarks/results/matching.json` (`benchmarks/bench_matching.py`): "
-        "`napari_kinetochores.matching.match_points`, N predictions against N references in a "
+        "`napari_kinetochores.analysis.matching.match_points`, N predictions against N references in a "
         "61 × 1000 × 1000 volume, 0.3 µm cutoff; the dense Hungarian baseline only up to 1e3.",
         "",
     ]

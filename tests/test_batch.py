@@ -106,7 +106,7 @@ def _assert_same_csvs(output_dir: Path, reference: dict[str, Path]) -> None:
 
 def _classical_map(path: Path, t: int) -> np.ndarray:
     """The classical score map (DoG / noise) of frame t, channel 0, computed in process."""
-    from napari_kinetochores.tiled import detect_classical_tiled
+    from napari_kinetochores.detection.tiling import detect_classical_tiled
 
     volume = read_volume(path)
     shape = volume.shape[2:]
@@ -250,8 +250,8 @@ def test_killed_worker_then_resume_gives_complete_outputs(
     import dask
     from distributed import Client
 
-    from napari_kinetochores._batch_worker import KILL_ONCE_ENV
     from napari_kinetochores.batch import run_batch
+    from napari_kinetochores.batch.worker import KILL_ONCE_ENV
 
     # The first frame task kills its worker process mid-commit (leaving a torn
     # temporary file). With no retries allowed, the frames that worker held
@@ -324,7 +324,7 @@ def test_killed_worker_then_resume_gives_complete_outputs(
 @pytest.mark.parametrize("core", [(None, 16, 20), (5, 23, 64), (None, None, None)])
 @pytest.mark.parametrize("threshold", [None, 2.5])
 def test_tiled_detection_equals_untiled(core, threshold):
-    from napari_kinetochores.tiled import detect_frame_tiled
+    from napari_kinetochores.detection.tiling import detect_frame_tiled
 
     movie = simulate_movie(SimulationParams(n_frames=1, shape_zyx=(12, 70, 64), n_pairs=12), seed=3)
     volume = Volume(movie.image, VOXEL, "user", "TCZYX", None)
@@ -337,8 +337,8 @@ def test_tiled_detection_equals_untiled(core, threshold):
 
 def test_tiled_noise_estimate_matches_the_strided_one():
     """Above 2 million voxels the untiled MAD uses a strided subsample; tiles gather the same voxels."""
-    from napari_kinetochores.classical import dog_response, robust_noise_sigma
-    from napari_kinetochores.tiled import classical_noise_sigma
+    from napari_kinetochores.backends.classical import dog_response, robust_noise_sigma
+    from napari_kinetochores.detection.tiling import classical_noise_sigma
 
     rng = np.random.default_rng(1)
     data = rng.normal(100, 5, (1, 1, 9, 500, 470)).astype(np.float32)
@@ -348,7 +348,7 @@ def test_tiled_noise_estimate_matches_the_strided_one():
 
 
 def test_tile_grid_cores_partition_the_frame():
-    from napari_kinetochores.tiled import tile_grid
+    from napari_kinetochores.detection.tiling import tile_grid
 
     tiles = tile_grid((7, 50, 33), (3, 16, 16), (2, 5, 5))
     covered = np.zeros((7, 50, 33), int)

@@ -5,16 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_kinetochores.classical import (
+from napari_kinetochores.analysis.matching import match_points
+from napari_kinetochores.backends.classical import (
     DEFAULT_THRESHOLD_SIGMAS,
     detect_spots_classical,
     dog_response,
     robust_noise_sigma,
 )
+from napari_kinetochores.core.targets import gaussian_heatmap
 from napari_kinetochores.errors import InputError
-from napari_kinetochores.matching import match_points
 from napari_kinetochores.simulate import SNR_LEVELS, SimulationParams, simulate_movie
-from napari_kinetochores.targets import gaussian_heatmap
 
 VOXEL = (0.3, 0.13, 0.13)
 

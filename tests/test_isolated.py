@@ -1,4 +1,4 @@
-"""Tests of running the pipeline in a separate process (napari_kinetochores.isolated).
+"""Tests of running the pipeline in a separate process (napari_kinetochores._napari.isolated).
 
 The napari widgets run StarDist this way, because TensorFlow and Qt crash in
 one process. The machinery is tested here with the classical detector (no
@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from napari_kinetochores._napari.isolated import iter_detections_isolated
 from napari_kinetochores.detection import DetectionOptions, iter_detections
 from napari_kinetochores.errors import InputError
 from napari_kinetochores.io.volumes import volume_from_array
-from napari_kinetochores.isolated import iter_detections_isolated
 from napari_kinetochores.simulate import SimulationParams, simulate_movie
 
 REPO = Path(__file__).resolve().parents[1]

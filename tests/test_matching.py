@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napari_kinetochores.errors import InputError
-from napari_kinetochores.matching import (
+from napari_kinetochores.analysis.matching import (
     MatchResult,
     evaluate_points,
     localisation_errors_nm,
     match_points,
 )
+from napari_kinetochores.errors import InputError
 
 VOXEL = (0.3, 0.13, 0.13)
 

@@ -6,16 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napari_kinetochores.cli import main
-from napari_kinetochores.io import points_frame, read_points, write_points
-from napari_kinetochores.measurements import (
+from napari_kinetochores.analysis.measurements import (
     MEASUREMENT_COLUMNS,
     measure_table,
     pairing_accuracy,
     perturb_points,
 )
-from napari_kinetochores.pairing import PlateWarning
-from napari_kinetochores.tracking import link_accuracy
+from napari_kinetochores.analysis.pairing import PlateWarning
+from napari_kinetochores.analysis.tracking import link_accuracy
+from napari_kinetochores.cli import main
+from napari_kinetochores.io import points_frame, read_points, write_points
 
 VOXEL = (0.3, 0.13, 0.13)
 VOXEL_ARGS = ["--voxel-size", "0.3", "0.13", "0.13"]

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from _napari_helpers import SAMPLE, SAMPLE_GT, SCALE, VOXEL, add_sample, skip_without_display
-from napari_kinetochores import _napari_io as nio
+from napari_kinetochores._napari import io as nio
 from napari_kinetochores.errors import InputError
 from napari_kinetochores.io import read_points, read_volume, write_zarr
 

@@ -477,7 +477,7 @@ def test_train_tiny_config_then_detect(tmp_path):
     assert set(table["channel"]) <= {0}
 
     # resume continues from the last epoch
-    from napari_kinetochores.nn.training import load_config, train
+    from napari_kinetochores.training.unet import load_config, train
 
     cfg = load_config(config)
     cfg.output_dir = str(out)
@@ -490,7 +490,7 @@ def test_train_tiny_config_then_detect(tmp_path):
 def test_training_rejects_bad_labels():
     import pandas as pd
 
-    from napari_kinetochores.nn.training import TrainConfig, prepare_sample
+    from napari_kinetochores.training.unet import TrainConfig, prepare_sample
 
     image = np.zeros((1, 1, 4, 8, 8), np.uint16)
     config = TrainConfig()
@@ -504,7 +504,7 @@ def test_training_rejects_bad_labels():
 
 
 def test_config_errors(tmp_path):
-    from napari_kinetochores.nn.training import load_config
+    from napari_kinetochores.training.unet import load_config
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("epochs: 2\nbogus: 1\n")
@@ -553,8 +553,14 @@ def test_default_model_hands_short_movies_to_the_single_frame_model():
     with pytest.warns(UserWarning, match="single_frame"):
         chosen = detector.for_volume(one_frame)
     assert chosen.config.temporal_window == 1
-    # an explicitly chosen temporal model is kept, with a warning
-    explicit = UNetDetector.from_options(DetectionOptions(model="default"))
+    # the Detect widget names the bundled default: the same rule applies
+    named = UNetDetector.from_options(DetectionOptions(model="default"))
+    with pytest.warns(UserWarning, match="single_frame"):
+        assert named.for_volume(one_frame).config.temporal_window == 1
+    # a temporal checkpoint chosen by its path is kept, with a warning
+    from napari_kinetochores.nn.checkpoint import bundled_model_path
+
+    explicit = UNetDetector.from_options(DetectionOptions(model=str(bundled_model_path("default"))))
     with pytest.warns(UserWarning, match="repeated frames"):
         assert explicit.for_volume(one_frame) is explicit
     with warnings.catch_warnings():

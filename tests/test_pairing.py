@@ -8,10 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napari_kinetochores.errors import InputError
-from napari_kinetochores.io import points_frame
-from napari_kinetochores.measurements import pairing_accuracy, perturb_points
-from napari_kinetochores.pairing import (
+from napari_kinetochores.analysis.measurements import pairing_accuracy, perturb_points
+from napari_kinetochores.analysis.pairing import (
     REASON_LOST,
     REASON_NO_PARTNER,
     REASON_PAIRED,
@@ -24,6 +22,8 @@ from napari_kinetochores.pairing import (
     sister_rows,
     two_colour_delta,
 )
+from napari_kinetochores.errors import InputError
+from napari_kinetochores.io import points_frame
 
 VOXEL = (0.3, 0.13, 0.13)
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from napari_kinetochores.core.peaks import find_peaks
+from napari_kinetochores.core.targets import distance_map, gaussian_heatmap
 from napari_kinetochores.errors import InputError
-from napari_kinetochores.peaks import find_peaks
-from napari_kinetochores.targets import distance_map, gaussian_heatmap
 
 VOXEL = (0.3, 0.13, 0.13)
 SHAPE = (21, 41, 41)

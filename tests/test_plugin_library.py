@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from _napari_helpers import quick_config
+from napari_kinetochores.analysis.matching import evaluate_points, match_table
+from napari_kinetochores.core.refine import snap_points, snap_to_centre
 from napari_kinetochores.errors import InputError
 from napari_kinetochores.io import (
     list_datasets,
@@ -17,8 +19,6 @@ from napari_kinetochores.io import (
     read_volume,
     volume_from_array,
 )
-from napari_kinetochores.matching import evaluate_points, match_table
-from napari_kinetochores.refine import snap_points, snap_to_centre
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_data" / "sample_movie.tif"
@@ -134,7 +134,7 @@ def test_match_table_agrees_with_evaluate_points():
 
 
 def test_train_from_in_memory_samples(tmp_path):
-    from napari_kinetochores.nn.training import load_config, train
+    from napari_kinetochores.training.unet import load_config, train
 
     volume = read_volume(SAMPLE)
     gt = read_points(SAMPLE_GT, voxel_size_um=volume.voxel_size_um)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_kinetochores.errors import InputError
-from napari_kinetochores.refine import (
+from napari_kinetochores.core.refine import (
     MIXTURE_MAX_SHIFT_UM,
     fit_spot_mixture,
     refine_detections,
 )
+from napari_kinetochores.errors import InputError
 
 VOXEL = np.array((0.3, 0.13, 0.13))
 

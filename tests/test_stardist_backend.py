@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from napari_kinetochores.core.targets import instance_labels
 from napari_kinetochores.errors import InputError
-from napari_kinetochores.targets import instance_labels
 
 VOXEL = (0.3, 0.13, 0.13)
 REPO = Path(__file__).resolve().parents[1]
@@ -95,8 +95,8 @@ def _hide_tensorflow(monkeypatch):
 
 
 def test_missing_tensorflow_says_how_to_install(monkeypatch):
+    from napari_kinetochores.backends.stardist import StarDistDetector, require_stardist
     from napari_kinetochores.detection import DetectionOptions, iter_detections
-    from napari_kinetochores.stardist_backend import StarDistDetector, require_stardist
 
     _hide_tensorflow(monkeypatch)
     with pytest.raises(InputError, match=r'pip install "napari-kinetochores\[stardist\]"'):
@@ -136,7 +136,7 @@ def test_cli_detect_stardist_without_tensorflow_exits_with_install_hint(
 
 
 def test_stardist_config_validation():
-    from napari_kinetochores.stardist_backend import (
+    from napari_kinetochores.backends.stardist import (
         anisotropy_from_voxel_size,
         load_stardist_config,
         n_tiles_for,
@@ -161,7 +161,7 @@ def test_stardist_config_validation():
 
 
 def test_stardist_input_is_in_noise_units_so_an_empty_field_stays_noise():
-    from napari_kinetochores.stardist_backend import normalise_frame
+    from napari_kinetochores.backends.stardist import normalise_frame
 
     rng = np.random.default_rng(3)
     empty = rng.poisson(100.0, (8, 64, 64)).astype(np.float32)
@@ -203,7 +203,7 @@ def tiny_model(tmp_path_factory):
     )
     import tensorflow as tf
 
-    from napari_kinetochores.stardist_backend import load_stardist_config, train_stardist
+    from napari_kinetochores.backends.stardist import load_stardist_config, train_stardist
 
     # Seeded and deterministic ops: the tiny run is the same on every CI run (no flaky asserts).
     tf.config.experimental.enable_op_determinism()
@@ -242,8 +242,8 @@ def test_tiny_stardist_trains_and_writes_a_model_folder(tiny_model):
 @pytest.mark.slow
 @pytest.mark.tensorflow
 def test_tiny_stardist_detects_spots_in_the_point_schema(tiny_model):
+    from napari_kinetochores.analysis.matching import match_points
     from napari_kinetochores.detection import DetectionOptions, detect_movie
-    from napari_kinetochores.matching import match_points
     from napari_kinetochores.simulate import SimulationParams, simulate_movie
 
     _, result = tiny_model
@@ -273,8 +273,8 @@ def test_tiny_stardist_detects_spots_in_the_point_schema(tiny_model):
 @pytest.mark.slow
 @pytest.mark.tensorflow
 def test_stardist_detector_tiles_and_threshold(tiny_model):
+    from napari_kinetochores.backends.stardist import StarDistDetector
     from napari_kinetochores.simulate import SimulationParams, simulate_movie
-    from napari_kinetochores.stardist_backend import StarDistDetector
 
     _, result = tiny_model
     detector = StarDistDetector.load(result.model_dir, tile_shape=(16, 32, 32))
@@ -302,7 +302,7 @@ def test_unknown_stardist_model_is_an_input_error(tmp_path):
         "stardist",
         reason='StarDist backend not installed: pip install "napari-kinetochores[stardist]"',
     )
-    from napari_kinetochores.stardist_backend import StarDistDetector
+    from napari_kinetochores.backends.stardist import StarDistDetector
 
     with pytest.raises(InputError, match="no StarDist model folder"):
         StarDistDetector.load(str(tmp_path / "nope"))
@@ -318,9 +318,9 @@ def test_bundled_stardist_model_finds_kinetochores():
         "stardist",
         reason='StarDist backend not installed: pip install "napari-kinetochores[stardist]"',
     )
-    from napari_kinetochores.matching import match_points
+    from napari_kinetochores.analysis.matching import match_points
+    from napari_kinetochores.backends.stardist import StarDistDetector
     from napari_kinetochores.simulate import SNR_LEVELS, SimulationParams, simulate_movie
-    from napari_kinetochores.stardist_backend import StarDistDetector
 
     detector = StarDistDetector.load()  # the bundled model
     assert detector.normalization == "noise"

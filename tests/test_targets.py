@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
+from napari_kinetochores.core.targets import distance_map, gaussian_heatmap, sphere_mask
 from napari_kinetochores.errors import InputError
-from napari_kinetochores.targets import distance_map, gaussian_heatmap, sphere_mask
 
 VOXEL = (0.3, 0.13, 0.13)
 SHAPE = (15, 41, 41)

@@ -5,17 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_kinetochores.errors import InputError
-from napari_kinetochores.io import points_frame
-from napari_kinetochores.measurements import pairing_accuracy, perturb_points
-from napari_kinetochores.pairing import pair_table
-from napari_kinetochores.tracking import (
+from napari_kinetochores.analysis.measurements import pairing_accuracy, perturb_points
+from napari_kinetochores.analysis.pairing import pair_table
+from napari_kinetochores.analysis.tracking import (
     TrackingParams,
     consistent_pair_ids,
     link_accuracy,
     track_points,
     track_table,
 )
+from napari_kinetochores.errors import InputError
+from napari_kinetochores.io import points_frame
 
 VOXEL = (0.3, 0.13, 0.13)
 

@@ -17,7 +17,7 @@ VOXEL = (0.3, 0.13, 0.13)
 @pytest.fixture(scope="module")
 def detections() -> pd.DataFrame:
     """Both channels of a small simulated movie, with 30 nm noise and the truth kept."""
-    from napari_kinetochores.measurements import perturb_points
+    from napari_kinetochores.analysis.measurements import perturb_points
     from napari_kinetochores.simulate import SimulationParams, simulate_movie
 
     params = SimulationParams(n_frames=4, shape_zyx=(24, 72, 72), n_pairs=8, plate_tilt_deg=20)
@@ -27,7 +27,7 @@ def detections() -> pd.DataFrame:
 
 def test_widget_tracks_pairs_plots_table_and_export(make_napari_viewer, detections, tmp_path):
     from napari_kinetochores._widgets.measurements import TABLE_COLUMNS, MeasurementsWidget
-    from napari_kinetochores.measurements import pairing_accuracy
+    from napari_kinetochores.analysis.measurements import pairing_accuracy
 
     viewer = make_napari_viewer()
     features = detections[["channel"]].reset_index(drop=True)

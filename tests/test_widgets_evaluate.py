@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from _napari_helpers import SAMPLE, SAMPLE_GT, VOXEL, add_sample, messages, skip_without_display
+from napari_kinetochores.analysis.matching import match_table
 from napari_kinetochores.cli import main as cli
 from napari_kinetochores.io import read_points
-from napari_kinetochores.matching import match_table
 
 skip_without_display()
 pytestmark = pytest.mark.gui

@@ -78,7 +78,7 @@ class Classical(Detector):
     candidate_threshold = 3.0
 
     def settings(self, voxel_size_um):
-        from napari_kinetochores.classical import (
+        from napari_kinetochores.backends.classical import (
             DEFAULT_MIN_DISTANCE_UM,
             DEFAULT_SPOT_SIGMA_UM,
             DEFAULT_THRESHOLD_SIGMAS,
@@ -91,12 +91,15 @@ class Classical(Detector):
         }
 
     def detect(self, frame, voxel_size_um):
-        from napari_kinetochores.classical import detect_spots_classical
+        from napari_kinetochores.backends.classical import detect_spots_classical
 
         return detect_spots_classical(frame, voxel_size_um)
 
     def candidates(self, frame, voxel_size_um):
-        from napari_kinetochores.classical import DEFAULT_THRESHOLD_SIGMAS, detect_spots_classical
+        from napari_kinetochores.backends.classical import (
+            DEFAULT_THRESHOLD_SIGMAS,
+            detect_spots_classical,
+        )
 
         coords, scores = detect_spots_classical(
             frame, voxel_size_um, threshold=self.candidate_threshold
@@ -168,7 +171,7 @@ class StarDist(Detector):
     candidate_threshold = 0.2
 
     def __init__(self, model: str | None = None):
-        from napari_kinetochores.stardist_backend import StarDistDetector
+        from napari_kinetochores.backends.stardist import StarDistDetector
 
         self.model = model
         self.detector = StarDistDetector.load(model)

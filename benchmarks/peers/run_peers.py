@@ -12,7 +12,7 @@ Accuracy
     frame (the quick set leaves out ``QUICK_SKIPS``). Each method gets its own automatic threshold, and separately an
     oracle threshold chosen on the ground truth: the best per condition, and
     one best threshold for all conditions. Every number comes from our
-    matching (``napari_kinetochores.matching.evaluate_points``): precision,
+    matching (``napari_kinetochores.analysis.matching.evaluate_points``): precision,
     recall and F1 at 0.15 and 0.3 µm, median and p95 error in nm. The TP /
     FP / FN counts at the automatic threshold are recomputed with Spotiflow's
     own ``spotiflow.utils.points_matching`` on physical coordinates (µm) as a
@@ -169,7 +169,7 @@ def _strongest(table: pd.DataFrame, gt: pd.DataFrame, auto: float) -> pd.DataFra
 
 def pooled_metrics(pairs: list[tuple[pd.DataFrame, pd.DataFrame, tuple]]) -> dict:
     """Our matching over several movies: counts summed, errors pooled over all matched pairs."""
-    from napari_kinetochores.matching import evaluate_points
+    from napari_kinetochores.analysis.matching import evaluate_points
 
     counts = {c: np.zeros(3) for c in CUTOFFS_UM}
     distances = []
@@ -200,7 +200,7 @@ def pooled_metrics(pairs: list[tuple[pd.DataFrame, pd.DataFrame, tuple]]) -> dic
 
 def f1_curve(pairs, thresholds) -> np.ndarray:
     """F1 at 0.3 µm (counts pooled over the movies) for each score threshold."""
-    from napari_kinetochores.matching import match_points
+    from napari_kinetochores.analysis.matching import match_points
 
     counts = np.zeros((len(thresholds), 3))
     for pred, truth, voxel in pairs:
@@ -489,7 +489,7 @@ def real_reference(mask: np.ndarray) -> np.ndarray:
 
 
 def run_real(workers: dict, scratch: Path, repeats: int) -> dict | None:
-    from napari_kinetochores.matching import match_points
+    from napari_kinetochores.analysis.matching import match_points
 
     image_path, mask_path = (
         REAL_DIR / "input_sample.npy",

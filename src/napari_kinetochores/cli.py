@@ -252,8 +252,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from napari_kinetochores.analysis.matching import REPORTED_CUTOFFS_UM, evaluate_points
     from napari_kinetochores.io import read_points
-    from napari_kinetochores.matching import REPORTED_CUTOFFS_UM, evaluate_points
 
     voxel = tuple(args.voxel_size)
     prediction = read_points(args.prediction, voxel_size_um=voxel)
@@ -317,14 +317,14 @@ def _config_backend(path: Path) -> str | None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from napari_kinetochores.nn.training import load_config, train
+    from napari_kinetochores.training.unet import load_config, train
 
     declared = _config_backend(args.config)
     backend = args.backend or declared or "unet"
     if declared is not None and declared != backend:
         raise InputError(f"this is a {declared} config; use --backend {declared}", args.config)
     if backend == "stardist":
-        from napari_kinetochores.stardist_backend import load_stardist_config, train_stardist
+        from napari_kinetochores.backends.stardist import load_stardist_config, train_stardist
 
         config = load_stardist_config(args.config)
         if args.output_dir is not None:
@@ -464,7 +464,7 @@ def _pairing_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _pairing_params(args: argparse.Namespace):
-    from napari_kinetochores.pairing import PairingParams
+    from napari_kinetochores.analysis.pairing import PairingParams
 
     return PairingParams(
         min_distance_um=args.min_distance_um,
@@ -475,8 +475,8 @@ def _pairing_params(args: argparse.Namespace):
 
 
 def cmd_pair(args: argparse.Namespace) -> int:
+    from napari_kinetochores.analysis.pairing import pair_table
     from napari_kinetochores.io import read_points, write_points
-    from napari_kinetochores.pairing import pair_table
 
     voxel = tuple(args.voxel_size)
     points = read_points(args.points, voxel_size_um=voxel)
@@ -502,8 +502,8 @@ def cmd_pair(args: argparse.Namespace) -> int:
 
 
 def cmd_track(args: argparse.Namespace) -> int:
+    from napari_kinetochores.analysis.tracking import TrackingParams, track_table
     from napari_kinetochores.io import read_points, write_points
-    from napari_kinetochores.tracking import TrackingParams, track_table
 
     voxel = tuple(args.voxel_size)
     points = read_points(args.points, voxel_size_um=voxel)
@@ -529,9 +529,9 @@ def cmd_track(args: argparse.Namespace) -> int:
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
+    from napari_kinetochores.analysis.measurements import measure_table, write_measurements
+    from napari_kinetochores.analysis.tracking import track_table
     from napari_kinetochores.io import read_points
-    from napari_kinetochores.measurements import measure_table, write_measurements
-    from napari_kinetochores.tracking import track_table
 
     voxel = tuple(args.voxel_size)
     points = read_points(args.points, voxel_size_um=voxel)

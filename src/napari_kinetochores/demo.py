@@ -30,9 +30,9 @@ def default_method() -> str:
 
 def run_pipeline(output: Path, method: str | None = None):
     """Detect and evaluate on the sample movie; write CSV and metrics into ``output``."""
+    from napari_kinetochores.analysis.matching import evaluate_points
     from napari_kinetochores.detection import DetectionOptions, detect_movie
     from napari_kinetochores.io import read_points, read_volume, write_points
-    from napari_kinetochores.matching import evaluate_points
 
     method = method or default_method()
     output.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ While correcting, every change to the chosen Points layer is recorded:
 - a ``status`` feature: ``auto`` (as detected), ``added``, ``moved``; deleted
   points leave the layer but are kept in the autosave file as ``deleted``;
 - new points can be snapped to the local intensity centre
-  (:func:`napari_kinetochores.refine.snap_to_centre`), and so can selected
+  (:func:`napari_kinetochores.core.refine.snap_to_centre`), and so can selected
   points (``Shift-S``);
 - sister-pair ids: ``Shift-P`` pairs the two selected points, ``Shift-U``
   clears the selected points' pair ids;
@@ -39,8 +39,8 @@ from napari_kinetochores._widgets._layers import (
     set_points,
     source_path,
 )
+from napari_kinetochores.core.refine import DEFAULT_SNAP_WINDOW_UM, snap_to_centre
 from napari_kinetochores.errors import InputError
-from napari_kinetochores.refine import DEFAULT_SNAP_WINDOW_UM, snap_to_centre
 
 STATUSES = ("auto", "added", "moved", "deleted")
 KEYS = {"snap": "Shift-S", "pair": "Shift-P", "unpair": "Shift-U", "undo": "Control-Z"}

@@ -1,7 +1,7 @@
 """Detect kinetochores: the library's frame-by-frame detection in a napari worker.
 
 StarDist (extra ``[stardist]``) runs in a separate process
-(:mod:`napari_kinetochores.isolated`), because TensorFlow and Qt crash when
+(:mod:`napari_kinetochores._napari.isolated`), because TensorFlow and Qt crash when
 they share one; its frames arrive one by one all the same.
 
 The widget builds a :class:`~napari_kinetochores.detection.DetectionOptions`
@@ -33,7 +33,7 @@ from magicgui.widgets import (
 from napari.qt.threading import thread_worker
 from napari.utils import progress
 
-from napari_kinetochores._napari_io import DETECTION_CHANNEL_COLOURS, POINT_SIZE, channel_colours
+from napari_kinetochores._napari.io import DETECTION_CHANNEL_COLOURS, POINT_SIZE, channel_colours
 from napari_kinetochores._widgets._common import (
     KinetochoreWidget,
     show_warning,
@@ -86,7 +86,7 @@ def detection_worker(
 
     try:
         if options.method == "stardist":  # TensorFlow cannot share a process with Qt
-            from napari_kinetochores.isolated import iter_detections_isolated
+            from napari_kinetochores._napari.isolated import iter_detections_isolated
 
             frames_done = iter_detections_isolated(volume, options, frames, cancelled=cancel.is_set)
         else:
@@ -259,7 +259,7 @@ class DetectWidget(KinetochoreWidget):
                 model = str(self.model_file.value)
             bundled_model_path(model)  # a clear error now for a missing model
         elif self.method.value == "stardist":
-            from napari_kinetochores.stardist_backend import stardist_model_path
+            from napari_kinetochores.backends.stardist import stardist_model_path
 
             folder = self.stardist_folder.value
             model = (

@@ -1,12 +1,12 @@
 """Evaluate / match: compare a prediction layer with a reference layer.
 
-The numbers come from :func:`napari_kinetochores.matching.evaluate_points`
+The numbers come from :func:`napari_kinetochores.analysis.matching.evaluate_points`
 with the same cutoffs as ``kinetochores evaluate``, so the widget and the CLI
 agree. The widget adds, for the eye:
 
 - a Points layer with one point per prediction (TP or FP) and per missed
   reference point (FN), coloured by its ``status`` feature (TP green, FP red,
-  FN blue; see :func:`napari_kinetochores.matching.match_table`);
+  FN blue; see :func:`napari_kinetochores.analysis.matching.match_table`);
 - a Vectors layer linking each matched prediction to its reference point;
 - a table of P, R, F1 and the localisation errors (nm), overall and per frame;
 - a plot of F1 and the median error per frame.
@@ -23,7 +23,7 @@ from qtpy.QtWidgets import QAbstractItemView, QTableWidget, QTableWidgetItem
 
 from napari_kinetochores._widgets._common import KinetochoreWidget, PlotCanvas
 from napari_kinetochores._widgets._layers import check_same_scale, points_to_table, require_layer
-from napari_kinetochores.matching import (
+from napari_kinetochores.analysis.matching import (
     DEFAULT_CUTOFF_UM,
     REPORTED_CUTOFFS_UM,
     evaluate_points,
@@ -107,7 +107,7 @@ class EvaluateWidget(KinetochoreWidget):
 
         Returns
         -------
-        napari_kinetochores.matching.Evaluation
+        napari_kinetochores.analysis.matching.Evaluation
         """
         pred_layer = require_layer(self.prediction.value, "points", "the prediction")
         ref_layer = require_layer(self.reference.value, "points", "the reference")

@@ -4,7 +4,7 @@
   ``z_um, y_um, x_um``, then ``channel, score, status, pair_id, …``);
 - **matched points**: every prediction with its matched reference point, the
   distance in nm and its status (TP/FP), and every missed reference point
-  (FN), from :func:`napari_kinetochores.matching.match_table`;
+  (FN), from :func:`napari_kinetochores.analysis.matching.match_table`;
 - **sister pairs**: the points sorted by frame and pair, with their
   ``pair_id`` (assigned in Correct labels, or by the library's pairing when
   the layer has none).
@@ -28,8 +28,8 @@ from napari_kinetochores._widgets._layers import (
     require_layer,
     source_path,
 )
+from napari_kinetochores.analysis.matching import DEFAULT_CUTOFF_UM
 from napari_kinetochores.errors import InputError
-from napari_kinetochores.matching import DEFAULT_CUTOFF_UM
 
 KINDS = (("points", "points"), ("matched points", "matched"), ("sister pairs", "pairs"))
 
@@ -43,7 +43,7 @@ def pairs_table(points: pd.DataFrame, voxel_size_um: tuple[float, float, float])
     has_ids = "pair_id" in points.columns and (pd.to_numeric(points["pair_id"]) >= 0).any()
     if not has_ids:
         try:
-            from napari_kinetochores.pairing import pair_table
+            from napari_kinetochores.analysis.pairing import pair_table
         except ImportError:
             raise InputError(
                 "the points have no pair ids; assign them in Correct labels (Shift-P)"
@@ -105,7 +105,7 @@ class ExportWidget(KinetochoreWidget):
 
     def table(self) -> tuple[pd.DataFrame, tuple[float, float, float]]:
         """The table to export and its voxel size, from the form."""
-        from napari_kinetochores.matching import match_table
+        from napari_kinetochores.analysis.matching import match_table
 
         layer = require_layer(self.points.value, "points", "export")
         voxel = tuple(float(s) for s in layer.scale[-3:])

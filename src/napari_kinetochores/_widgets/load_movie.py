@@ -18,7 +18,7 @@ from magicgui.widgets import ComboBox, FileEdit, Label, LineEdit, PushButton, Sp
 from napari.layers import Layer
 from qtpy.QtWidgets import QFileDialog
 
-from napari_kinetochores._napari_io import channel_colormap, points_layer, volume_layers
+from napari_kinetochores._napari.io import channel_colormap, points_layer, volume_layers
 from napari_kinetochores._widgets._common import KinetochoreWidget, voxel_size_spinboxes
 from napari_kinetochores.errors import InputError
 

@@ -1,7 +1,7 @@
 """Dock widget: sister pairs, tracks, plate and two-colour delta measurements.
 
-A thin shell over :mod:`napari_kinetochores.tracking`,
-:mod:`napari_kinetochores.pairing` and :mod:`napari_kinetochores.measurements`:
+A thin shell over :mod:`napari_kinetochores.analysis.tracking`,
+:mod:`napari_kinetochores.analysis.pairing` and :mod:`napari_kinetochores.analysis.measurements`:
 
 1. takes a kinetochore Points layer (``(T, Z, Y, X)`` points; a ``channel``
    feature may mark mCherry spots, or a second Points layer holds them);
@@ -65,7 +65,7 @@ class MeasurementResult:
     Attributes
     ----------
     table : pandas.DataFrame
-        :func:`~napari_kinetochores.measurements.measure_table` output; its
+        :func:`~napari_kinetochores.analysis.measurements.measure_table` output; its
         index is the row of each kinetochore in the points layer.
     plates : pandas.DataFrame
         Per-frame plate fits.
@@ -118,9 +118,9 @@ def compute_measurements(
     -------
     MeasurementResult
     """
-    from napari_kinetochores.measurements import measure_table
-    from napari_kinetochores.pairing import PairingParams, pair_table
-    from napari_kinetochores.tracking import track_table
+    from napari_kinetochores.analysis.measurements import measure_table
+    from napari_kinetochores.analysis.pairing import PairingParams, pair_table
+    from napari_kinetochores.analysis.tracking import track_table
 
     table = points.drop(
         columns=[c for c in ("pair_id", "track_id", "pair_reason") if c in points.columns]
@@ -390,7 +390,7 @@ class MeasurementsWidget(KinetochoreWidget):
 
     def export(self, path: str | Path) -> Path:
         """Write the measurements as CSV (temporary file + rename)."""
-        from napari_kinetochores.measurements import write_measurements
+        from napari_kinetochores.analysis.measurements import write_measurements
 
         if self.result is None:
             raise InputError("nothing to export yet: run the measurements first")

@@ -1,17 +1,17 @@
 """Train / fine-tune: train the UNet (or a StarDist 3D model) on image and points layers, in a worker.
 
-The widget builds a :class:`~napari_kinetochores.nn.training.TrainConfig`
+The widget builds a :class:`~napari_kinetochores.training.unet.TrainConfig`
 (from an optional YAML base config, then the form) and calls
-:func:`napari_kinetochores.nn.training.train` with the layers as in-memory
+:func:`napari_kinetochores.training.unet.train` with the layers as in-memory
 samples. Each epoch updates a progress bar and a live plot of the training
 loss and the validation F1. Cancel stops at the next step; the best
 checkpoint so far is kept. The new model becomes selectable in the Detect
 widget.
 
 With the network "stardist" (extra ``[stardist]``) the widget builds a
-:class:`~napari_kinetochores.stardist_backend.StarDistConfig` the same way and
-runs :func:`~napari_kinetochores.stardist_backend.train_stardist` in a
-separate process (:mod:`napari_kinetochores.isolated`: TensorFlow cannot
+:class:`~napari_kinetochores.backends.stardist.StarDistConfig` the same way and
+runs :func:`~napari_kinetochores.backends.stardist.train_stardist` in a
+separate process (:mod:`napari_kinetochores._napari.isolated`: TensorFlow cannot
 share a process with Qt); Cancel ends that process, and the model folder
 keeps the best weights written at the end of an epoch.
 """
@@ -65,12 +65,12 @@ class _EpochRelay(QObject):
 
 @thread_worker
 def training_worker(config: Any, samples: list, cancel: threading.Event, relay: _EpochRelay):
-    """Run :func:`~napari_kinetochores.nn.training.train`; return ``{"result": …}`` or ``{"error": …}``.
+    """Run :func:`~napari_kinetochores.training.unet.train`; return ``{"result": …}`` or ``{"error": …}``.
 
     The error is wrapped, not returned bare: the worker would re-raise it.
     """
     from napari_kinetochores.nn.checkpoint import bundled_model_path, load_checkpoint
-    from napari_kinetochores.nn.training import train
+    from napari_kinetochores.training.unet import train
 
     try:
         if config.init_from:
@@ -100,7 +100,7 @@ def stardist_training_worker(
     config: Any, samples: list, cancel: threading.Event, relay: _EpochRelay
 ):
     """Run StarDist training in its own process; return ``{"result": …}`` or ``{"error": …}``."""
-    from napari_kinetochores.isolated import iter_train_stardist_isolated
+    from napari_kinetochores._napari.isolated import iter_train_stardist_isolated
 
     try:
         arrays = [(np.asarray(image), points, voxel) for image, points, voxel in samples]
@@ -236,7 +236,7 @@ class TrainWidget(KinetochoreWidget):
 
     def build_stardist_config(self) -> Any:
         """The StarDist training config from the base config (if any) and the form."""
-        from napari_kinetochores.stardist_backend import stardist_config_from_dict
+        from napari_kinetochores.backends.stardist import stardist_config_from_dict
 
         config = stardist_config_from_dict(self._base_values())
         config.epochs = int(self.epochs.value)
@@ -247,7 +247,7 @@ class TrainWidget(KinetochoreWidget):
 
     def build_config(self) -> Any:
         """The training config from the base config (if any) and the form."""
-        from napari_kinetochores.nn.training import config_from_dict
+        from napari_kinetochores.training.unet import config_from_dict
 
         if self.network.value == "stardist":
             return self.build_stardist_config()

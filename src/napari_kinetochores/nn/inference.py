@@ -1,17 +1,18 @@
-"""Tiled UNet inference and the UNet detector used by ``kinetochores detect --method unet``."""
+"""Tiled UNet inference: a network applied to a whole (C, Z, Y, X) stack in overlapping tiles.
+
+The detector that uses it (model choice, peaks, refinement) is
+:class:`napari_kinetochores.backends.unet.UNetDetector`.
+"""
 
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
 
 from napari_kinetochores.errors import InputError
-from napari_kinetochores.nn.checkpoint import LoadedModel, bundled_model_path, load_checkpoint
-from napari_kinetochores.nn.data import noise_statistics, sample_rows, stack_input
-from napari_kinetochores.peaks import find_peaks
+from napari_kinetochores.nn.data import noise_statistics, sample_rows
 
 # Empty-tile test: a tile is skipped when its input, averaged over a box about
 # one spot wide (z, y, x voxels), nowhere rises SIGNAL_SIGMAS noise sigmas (of
@@ -19,8 +20,6 @@ from napari_kinetochores.peaks import find_peaks
 # of 1e7 noise voxels pass; spots of peak SNR 4 always pass, of SNR 2 70 %.
 SIGNAL_BOX = (3, 5, 5)
 SIGNAL_SIGMAS = 5.5
-VOXEL_SIZE_TOLERANCE = 0.25
-SINGLE_FRAME_MODEL = "single_frame"
 
 
 def choose_device(requested: str | None = None) -> str:
@@ -291,275 +290,10 @@ def predict_volume(
     return accumulated[:, : shape[0], : shape[1], : shape[2]]
 
 
-class UNetDetector:
-    """A loaded UNet with its defaults, ready to detect kinetochores frame by frame."""
+def __getattr__(name: str):
+    # Old import path (napari_kinetochores.nn.inference.UNetDetector), kept for one release.
+    if name in ("UNetDetector", "SINGLE_FRAME_MODEL"):
+        from napari_kinetochores.backends import unet
 
-    def __init__(
-        self,
-        loaded: LoadedModel,
-        device: str,
-        tile_shape: Sequence[int] | None = None,
-        batch_size: int = 1,
-        precision: str = "auto",
-        test_time_flips: bool = False,
-    ) -> None:
-        self.loaded = loaded
-        self.test_time_flips = bool(test_time_flips)
-        self.autocast = reduced_precision(device, precision)
-        self.model = loaded.model
-        self.config = loaded.config
-        self.info = loaded.info
-        self.device = device
-        self.tile_shape = (
-            tuple(tile_shape) if tile_shape is not None else tuple(self.info.tile_shape)
-        )
-        self.batch_size = int(batch_size)
-        self.precision = precision
-        # For movies shorter than the temporal window (see for_volume): set by from_options
-        # when the bundled default model was asked for.
-        self.short_movie_model: str | None = None
-        self._short_movie_detector: UNetDetector | None = None
-
-    @classmethod
-    def load(
-        cls,
-        model: str | None = None,
-        device: str | None = None,
-        tile_shape: Sequence[int] | None = None,
-        batch_size: int = 1,
-        precision: str = "auto",
-        test_time_flips: bool = False,
-    ) -> UNetDetector:
-        """Load a checkpoint by path or bundled name (None: the bundled default)."""
-        path = bundled_model_path(model)
-        chosen = choose_device(device)
-        return cls(
-            load_checkpoint(path, device=chosen),
-            chosen,
-            tile_shape,
-            batch_size,
-            precision,
-            test_time_flips,
-        )
-
-    @classmethod
-    def from_options(cls, options) -> UNetDetector:
-        """The detector a :class:`napari_kinetochores.detection.DetectionOptions` asks for.
-
-        With the bundled default model (``options.model`` None), movies with
-        fewer frames than its temporal window go to the bundled single-frame
-        model (see :meth:`for_volume`).
-        """
-        detector = cls.load(
-            options.model,
-            device=options.device,
-            tile_shape=options.tile_shape,
-            batch_size=options.batch_size,
-            precision=options.precision,
-            test_time_flips=options.test_time_flips,
-        )
-        if options.model is None and detector.config.temporal_window > 1:
-            if bundled_model_path(SINGLE_FRAME_MODEL, must_exist=False) is not None:
-                detector.short_movie_model = SINGLE_FRAME_MODEL
-        return detector
-
-    def for_volume(self, volume) -> UNetDetector:
-        """The detector to use on this movie: this one, or the single-frame model for short movies.
-
-        A temporal model fed a movie shorter than its window sees the same
-        frame repeated, so its noise looks like a steady spot and it reports
-        false detections (measured: docs/benchmarks.md). The bundled default
-        therefore hands such movies to the bundled single-frame model, with a
-        warning; an explicitly chosen temporal model only warns.
-        """
-        window = self.config.temporal_window
-        if volume.n_frames >= window:
-            return self
-        if self.short_movie_model is None:
-            warnings.warn(
-                f"{volume.path}: model {self.loaded.path.name} reads {window} frames but the movie has "
-                f"{volume.n_frames}; repeated frames make its noise look like spots (more false "
-                "detections); prefer a single-frame model (--model single_frame)",
-                stacklevel=2,
-            )
-            return self
-        if self._short_movie_detector is None:
-            self._short_movie_detector = UNetDetector.load(
-                self.short_movie_model,
-                device=self.device,
-                tile_shape=self.tile_shape,
-                batch_size=self.batch_size,
-                precision=self.precision,
-                test_time_flips=self.test_time_flips,
-            )
-            warnings.warn(
-                f"{volume.path}: the movie has {volume.n_frames} frame(s), fewer than the "
-                f"{window} the default model reads; using the bundled {self.short_movie_model!r} "
-                "model instead",
-                stacklevel=2,
-            )
-        return self._short_movie_detector
-
-    def check_input(self, volume, channel: int = 0) -> None:
-        """Fail early, naming the file, when the movie cannot feed this model."""
-        needed = self.input_channels(channel)
-        if max(needed) >= volume.n_channels:
-            raise InputError(
-                f"model {self.loaded.path.name} reads channels {needed} but the movie has "
-                f"{volume.n_channels} channel(s)",
-                volume.path,
-            )
-        trained = np.asarray(self.info.voxel_size_um, float)
-        given = np.asarray(volume.voxel_size_um, float)
-        ratio = given / trained
-        if np.any(np.abs(ratio - 1) > VOXEL_SIZE_TOLERANCE):
-            factors = ", ".join(f"{r:.2f}" for r in ratio)
-            warnings.warn(
-                f"{volume.path}: voxel size {tuple(given)} µm is far from the model's training voxel "
-                f"size {tuple(trained)} µm; rescale the movie by ({factors}) along (z, y, x) "
-                "for best results",
-                stacklevel=2,
-            )
-
-    def input_channels(self, channel: int = 0) -> list[int]:
-        """Movie channels the model reads, with the kinetochore channel first."""
-        channels = list(self.config.image_channels)
-        if channel != 0 and channels[0] == 0:
-            channels = [channel] + [c for c in channels if c != channel]
-        return channels
-
-    def predict_frame(self, volume, t: int, channel: int = 0) -> np.ndarray:
-        """Probability (or distance) volume of frame ``t``: (C_out, Z, Y, X) float32."""
-        # float16 storage halves the input's memory on large frames; its rounding
-        # (1 part in 2000) is far below the noise, which is 0.1 in these units.
-        stack = stack_input(
-            volume.frame,
-            t,
-            volume.n_frames,
-            self.input_channels(channel),
-            self.config.temporal_window,
-            dtype=np.float16,
-            **self.normalization,
-        )
-        distance = self.config.target == "distance"
-        return self._predict_with_retry(stack, 1.0 if distance else 0.0)
-
-    @property
-    def normalization(self) -> dict:
-        """The input normalisation of this model, as keyword arguments of ``stack_input``."""
-        if self.info.normalization == "percentile":
-            return {"percentiles": tuple(self.info.percentiles)}
-        return {"noise_units": float(self.info.noise_units)}
-
-    @property
-    def signal_channel(self) -> int:
-        """Input channel of the kinetochore channel at frame ``t`` (the empty-tile test)."""
-        return self.config.temporal_window // 2
-
-    def _predict_with_retry(self, stack: np.ndarray, empty_value: float) -> np.ndarray:
-        import torch
-
-        tile = np.asarray(self.tile_shape)
-        while True:
-            try:
-                return predict_volume(
-                    self.model,
-                    stack,
-                    tile,
-                    batch_size=self.batch_size,
-                    device=self.device,
-                    signal_channel=self.signal_channel,
-                    empty_value=empty_value,
-                    divisor=self.config.divisor,
-                    autocast=self.autocast,
-                    test_time_flips=self.test_time_flips,
-                )
-            except torch.OutOfMemoryError:
-                if self.device != "cuda" or np.all(tile <= np.asarray(self.config.divisor) * 2):
-                    raise
-                torch.cuda.empty_cache()
-                tile = np.maximum(tile // np.array([1, 2, 2]), np.asarray(self.config.divisor))
-                warnings.warn(
-                    f"CUDA out of memory; retrying with smaller tiles {tuple(int(v) for v in tile)}",
-                    stacklevel=2,
-                )
-
-    def peaks_from_prediction(
-        self,
-        prediction: np.ndarray,
-        voxel_size_um: Sequence[float],
-        threshold: float | None = None,
-        min_distance_um: float | None = None,
-        image: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Sub-voxel peaks of one output channel (Z, Y, X); scores in [0, 1], higher is surer.
-
-        The network finds the spots; with ``image`` (the same frame and
-        channel, (Z, Y, X)) their sub-voxel centres come from the image
-        (:func:`napari_kinetochores.refine.refine_detections`, then a joint
-        gaussian fit of neighbours, :func:`~napari_kinetochores.refine.fit_spot_mixture`),
-        which is more precise than a fit on the network's output.
-        """
-        from napari_kinetochores.peaks import keep_strongest
-        from napari_kinetochores.refine import fit_spot_mixture, refine_detections
-
-        threshold = self.info.threshold if threshold is None else float(threshold)
-        min_distance = (
-            self.info.min_distance_um if min_distance_um is None else float(min_distance_um)
-        )
-        if self.config.target == "distance":
-            coords, values = find_peaks(
-                prediction,
-                voxel_size_um,
-                min_distance,
-                threshold_abs=threshold,
-                mode="min",
-                refine="quadratic",
-            )
-            scores = 1.0 - values
-        else:
-            coords, scores = find_peaks(
-                prediction, voxel_size_um, min_distance, threshold_abs=threshold, refine="gaussian"
-            )
-        if image is not None:
-            coords = refine_detections(image, coords, voxel_size_um)
-            # Refinement can bring two peaks of one elongated blob closer than the minimum
-            # distance: the weaker is a duplicate (held-out moderate SNR, 3-frame model:
-            # F1 0.961 -> 0.969). Thinned before the joint fit, where a duplicate would
-            # push the spot's true detection away.
-            keep = keep_strongest(coords, scores, voxel_size_um, min_distance)
-            coords, scores = coords[keep], scores[keep]
-            coords = fit_spot_mixture(image, coords, voxel_size_um)
-        return coords, scores
-
-    def detect_frame(
-        self,
-        volume,
-        t: int,
-        channel: int = 0,
-        threshold: float | None = None,
-        min_distance_um: float | None = None,
-        all_channels: bool = False,
-        prediction: np.ndarray | None = None,
-    ) -> list[tuple[int, np.ndarray, np.ndarray]]:
-        """Detections of frame ``t``: a list of (movie channel, coords (N, 3) voxels, scores).
-
-        ``prediction`` is the output of :meth:`predict_frame` for this frame
-        when the caller already has it (it is then not computed again).
-        """
-        if prediction is None:
-            prediction = self.predict_frame(volume, t, channel)
-        found = []
-        for index, detected in enumerate(self.config.detected_channels):
-            movie_channel = channel if detected == 0 else detected
-            if movie_channel != channel and not all_channels:
-                continue
-            coords, scores = self.peaks_from_prediction(
-                prediction[index],
-                volume.voxel_size_um,
-                threshold,
-                min_distance_um,
-                image=volume.frame(t, movie_channel),
-            )
-            found.append((movie_channel, coords, scores))
-        return found
+        return getattr(unet, name)
+    raise AttributeError(name)

@@ -124,7 +124,7 @@ def snap_to_centre(
         raise InputError(f"snap window must be > 0 µm, got {window_um}")
     from scipy import ndimage
 
-    from napari_kinetochores.peaks import find_peaks
+    from napari_kinetochores.core.peaks import find_peaks
 
     radius = np.maximum(np.ceil(window_um / voxel - 1e-9).astype(int), 1)
     sigma = np.asarray(SMOOTHING_SIGMA_UM, dtype=float) / voxel
@@ -228,8 +228,8 @@ def refine_detections(
     """
     from scipy.ndimage import gaussian_filter
 
+    from napari_kinetochores.core.peaks import _refine
     from napari_kinetochores.nn.data import noise_statistics, sample_rows
-    from napari_kinetochores.peaks import _refine
 
     coords = np.asarray(coords_zyx, dtype=float).reshape(-1, 3)
     if len(coords) == 0:

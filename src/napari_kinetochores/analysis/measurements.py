@@ -22,8 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from napari_kinetochores.errors import InputError
-from napari_kinetochores.pairing import (
+from napari_kinetochores.analysis.pairing import (
     DEFAULT_DELTA_CUTOFF_UM,
     PLATE_COLUMNS,
     PairingParams,
@@ -37,6 +36,7 @@ from napari_kinetochores.pairing import (
     sister_rows,
     two_colour_delta,
 )
+from napari_kinetochores.errors import InputError
 
 __all__ = [
     "MEASUREMENT_COLUMNS",
@@ -92,7 +92,7 @@ def measure_table(
     """Measurements per kinetochore and frame.
 
     Pairs come from the table's ``pair_id`` column when it has one, else they
-    are computed with :func:`~napari_kinetochores.pairing.pair_table` (over
+    are computed with :func:`~napari_kinetochores.analysis.pairing.pair_table` (over
     whole tracks when there is a ``track_id`` column).
 
     Parameters
@@ -117,9 +117,9 @@ def measure_table(
         Known chromatic shift (mCherry − EGFP, z, y, x, nm); estimated from the
         data when None: the median over sister pairs of the pair's mean
         offset (sisters' deltas cancel), see
-        :func:`~napari_kinetochores.pairing.two_colour_delta`.
+        :func:`~napari_kinetochores.analysis.pairing.two_colour_delta`.
     plates : pandas.DataFrame, optional
-        Per-frame plates from :func:`~napari_kinetochores.pairing.fit_plates`;
+        Per-frame plates from :func:`~napari_kinetochores.analysis.pairing.fit_plates`;
         fitted when None (frames with too few spots warn and get NaN).
     progress : bool
         tqdm progress bars over frames.

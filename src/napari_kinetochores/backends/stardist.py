@@ -5,7 +5,7 @@ of a subsampled grid, the probability of being inside an object and the
 distances to the object boundary along fixed rays; non-maximum suppression
 turns these into star-convex polyhedra. Here every kinetochore is one small
 instance: the training labels are physical ellipsoids around the
-centre-of-mass points (:func:`napari_kinetochores.targets.instance_labels`),
+centre-of-mass points (:func:`napari_kinetochores.core.targets.instance_labels`),
 and a detection is the intensity-weighted centre (or the centroid) of a
 predicted polyhedron, with StarDist's object probability as its score.
 
@@ -25,8 +25,8 @@ when they are missing.
   :func:`napari_kinetochores.nn.data.normalize_percentile`, the same
   augmentation (:class:`napari_kinetochores.nn.data.Augmenter`).
 - Validation: every epoch, on the held-out simulated movies of
-  :func:`napari_kinetochores.nn.training.validation_set`, the one-to-one
-  matching F1 at 0.3 µm (:func:`napari_kinetochores.matching.match_points`)
+  :func:`napari_kinetochores.training.unet.validation_set`, the one-to-one
+  matching F1 at 0.3 µm (:func:`napari_kinetochores.analysis.matching.match_points`)
   over a grid of probability thresholds; the best-F1 weights are kept with
   their threshold (``thresholds.json``).
 - Model folder: StarDist's own format (``config.json``, ``weights_best.h5``,
@@ -35,7 +35,7 @@ when they are missing.
 
 Example
 -------
->>> from napari_kinetochores.stardist_backend import StarDistDetector  # doctest: +SKIP
+>>> from napari_kinetochores.backends.stardist import StarDistDetector  # doctest: +SKIP
 >>> detector = StarDistDetector.load()  # the bundled model  # doctest: +SKIP
 >>> coords, scores = detector.detect_volume(frame_zyx, (0.3, 0.13, 0.13))  # doctest: +SKIP
 """
@@ -61,10 +61,10 @@ from napari_kinetochores.nn.data import NOISE_UNITS
 if TYPE_CHECKING:
     import pandas as pd
 
-    from napari_kinetochores.nn.training import DataConfig, ValidationConfig
+    from napari_kinetochores.training.unet import DataConfig, ValidationConfig
 
 INSTALL_HINT = 'pip install "napari-kinetochores[stardist]"'
-BUNDLED_DIR = Path(__file__).resolve().parent / "models"
+BUNDLED_DIR = Path(__file__).resolve().parents[1] / "models"
 DEFAULT_MODEL_NAME = "stardist_default"
 INFO_FILE = "kinetochores.json"
 INFO_FORMAT = "napari-kinetochores-stardist"
@@ -171,7 +171,7 @@ class StarDistNetConfig:
 
 
 def _default_data() -> DataConfig:
-    from napari_kinetochores.nn.training import DataConfig
+    from napari_kinetochores.training.unet import DataConfig
 
     return DataConfig(
         simulation={"n_frames": 1, "shape_zyx": [32, 128, 128]}, pool_size=16, refresh_per_epoch=4
@@ -179,7 +179,7 @@ def _default_data() -> DataConfig:
 
 
 def _default_validation() -> ValidationConfig:
-    from napari_kinetochores.nn.training import ValidationConfig
+    from napari_kinetochores.training.unet import ValidationConfig
 
     return ValidationConfig(snr_levels=["very_low", "low", "moderate", "high"], seed=200_000)
 
@@ -189,8 +189,8 @@ class StarDistConfig:
     """A StarDist training run, as read from YAML (see ``configs/stardist.yaml``).
 
     ``data`` and ``validation`` are the UNet's
-    :class:`~napari_kinetochores.nn.training.DataConfig` and
-    :class:`~napari_kinetochores.nn.training.ValidationConfig` (same sources,
+    :class:`~napari_kinetochores.training.unet.DataConfig` and
+    :class:`~napari_kinetochores.training.unet.ValidationConfig` (same sources,
     same held-out movies and metric). ``validation.thresholds`` are StarDist
     object probabilities.
 
@@ -259,7 +259,7 @@ class StarDistConfig:
 
 def stardist_config_from_dict(values: dict) -> StarDistConfig:
     """Build a :class:`StarDistConfig` from nested dicts (as loaded from YAML)."""
-    from napari_kinetochores.nn.training import (
+    from napari_kinetochores.training.unet import (
         DataConfig,
         ValidationConfig,
         _build,
@@ -304,7 +304,7 @@ def stardist_config_from_dict(values: dict) -> StarDistConfig:
 
 def load_stardist_config(path: str | Path) -> StarDistConfig:
     """Read a StarDist training config from YAML; errors name the file."""
-    from napari_kinetochores.nn.training import read_yaml_config
+    from napari_kinetochores.training.unet import read_yaml_config
 
     return read_yaml_config(path, stardist_config_from_dict)
 
@@ -366,7 +366,7 @@ def _frame_volumes(
     image_tczyx, points: pd.DataFrame, voxel_size_um, config: StarDistConfig, channel: int = 0
 ):
     """Per frame: (normalised (Z, Y, X) float32 image, int32 instance labels, (N, 3) points)."""
-    from napari_kinetochores.targets import instance_labels
+    from napari_kinetochores.core.targets import instance_labels
 
     image = np.asarray(image_tczyx)
     if image.ndim != 5:
@@ -449,7 +449,7 @@ def _validation_volumes(config: StarDistConfig):
     """Held-out simulated frames: [(SNR level, normalised image, labels, points, voxel size)]."""
     from types import SimpleNamespace
 
-    from napari_kinetochores.nn.training import validation_set
+    from napari_kinetochores.training.unet import validation_set
 
     # validation_set reads only .validation and .model.temporal_window
     movies = validation_set(
@@ -559,7 +559,7 @@ def _select(
     keep = prob >= threshold
     coords, prob = coords[keep], prob[keep]
     if min_distance_um:
-        from napari_kinetochores.peaks import keep_strongest
+        from napari_kinetochores.core.peaks import keep_strongest
 
         close = keep_strongest(coords, prob, voxel_size_um, float(min_distance_um))
         coords, prob = coords[close], prob[close]
@@ -713,26 +713,46 @@ class StarDistDetector:
         info = _read_info(path)
         return cls(_load_model(path), path, info, tile_shape)
 
+    method = "stardist"
+    tileable = False
+    score_maps = False
+    libraries = ("stardist", "tensorflow", "tensorflow-cpu")
+
+    @classmethod
+    def model_file(cls, options) -> None:
+        """A StarDist model is a folder, loaded by each worker: no single file to hash."""
+        return None
+
+    @classmethod
+    def from_options(cls, options) -> StarDistDetector:
+        """The detector a :class:`~napari_kinetochores.detection.DetectionOptions` asks for."""
+        return cls.load(options.model, tile_shape=options.tile_shape)
+
+    def for_volume(self, volume) -> StarDistDetector:
+        """The same model for every movie (it reads one frame at a time)."""
+        return self
+
     def check_input(self, volume, channel: int = 0) -> None:
         """Fail early (naming the file) on a missing channel; warn on a far voxel size."""
-        import warnings
+        from napari_kinetochores.backends.base import check_channel, check_voxel_size
 
-        from napari_kinetochores.nn.inference import VOXEL_SIZE_TOLERANCE
+        check_channel(volume, channel)
+        check_voxel_size(volume, self.voxel_size_um, "StarDist model's voxel size")
 
-        if not 0 <= channel < volume.n_channels:
-            raise InputError(
-                f"channel {channel} does not exist; the movie has {volume.n_channels} channel(s)",
-                volume.path,
-            )
-        ratio = np.asarray(volume.voxel_size_um, float) / np.asarray(self.voxel_size_um, float)
-        if np.any(np.abs(ratio - 1) > VOXEL_SIZE_TOLERANCE):
-            factors = ", ".join(f"{r:.2f}" for r in ratio)
-            warnings.warn(
-                f"{volume.path}: voxel size {tuple(volume.voxel_size_um)} µm is far from the StarDist "
-                f"model's voxel size {self.voxel_size_um} µm; rescale the movie by ({factors}) along "
-                "(z, y, x) for best results",
-                stacklevel=2,
-            )
+    def map_channels(self, n_channels: int, options) -> tuple[list[int], str]:
+        """StarDist hands out no score map."""
+        raise InputError("StarDist writes no score maps; use --method unet or classical")
+
+    def detect(self, volume, t: int, options, on_prediction=None):
+        """Detections of frame ``t`` with ``options`` (``on_prediction`` is not called)."""
+        return self.detect_frame(
+            volume,
+            t,
+            options.channel,
+            threshold=options.threshold,
+            min_distance_um=options.min_distance_um,
+            all_channels=options.all_channels,
+        )
 
     def detect_volume(
         self,
@@ -812,7 +832,7 @@ class StarDistDetector:
 
 def _validate(model, volumes, config: StarDistConfig) -> dict:
     """Matching F1 at the validation cutoff for every probability threshold; the best one."""
-    from napari_kinetochores.matching import match_points
+    from napari_kinetochores.analysis.matching import match_points
 
     thresholds = sorted(float(t) for t in config.validation.thresholds)
     scores = np.zeros((len(volumes), len(thresholds)))
@@ -961,7 +981,7 @@ def train_stardist(
     from stardist.models import StarDist3D
 
     from napari_kinetochores.io.volumes import validate_voxel_size
-    from napari_kinetochores.nn.training import _append_log
+    from napari_kinetochores.training.unet import _append_log
 
     _set_threads(config.num_threads)
     keras_utils = keras_import("utils")

@@ -109,18 +109,16 @@ class DetectorPlugin(WorkerPlugin):
         self._detector = None
 
     def detector(self):
-        """The UNet detector, loaded on first use (once per worker); None for classical."""
-        if self.options.method != "unet":
-            return None
+        """The detector, loaded from the options on first use (once per worker)."""
         with self._lock:
             if self._detector is None:
-                from napari_kinetochores.nn.inference import UNetDetector
+                import sys
 
-                if self.torch_threads:
-                    import torch
+                from napari_kinetochores.backends import get_detector
 
-                    torch.set_num_threads(int(self.torch_threads))
-                self._detector = UNetDetector.from_options(self.options)
+                self._detector = get_detector(self.options)
+                if self.torch_threads and "torch" in sys.modules:  # a torch backend is loaded
+                    sys.modules["torch"].set_num_threads(int(self.torch_threads))
                 self.n_loads += 1
             return self._detector
 
@@ -161,7 +159,7 @@ def probe_movie(movie: MovieSpec, plugin_name: str, frames: list[int] | None = N
     """
     import dask
 
-    from napari_kinetochores.detection import _frame_range
+    from napari_kinetochores.detection import frame_range, prepare_detector
     from napari_kinetochores.errors import InputError
 
     plugin = _plugin(plugin_name)
@@ -171,16 +169,8 @@ def probe_movie(movie: MovieSpec, plugin_name: str, frames: list[int] | None = N
         try:
             volume = movie.open()
             try:
-                if not 0 <= options.channel < volume.n_channels:
-                    raise InputError(
-                        f"channel {options.channel} does not exist; the movie has "
-                        f"{volume.n_channels} channel(s)",
-                        volume.path,
-                    )
-                selected = _frame_range(volume.n_frames, frames)
-                detector = plugin.detector()
-                if detector is not None:
-                    detector.for_volume(volume).check_input(volume, options.channel)
+                selected = frame_range(volume.n_frames, frames)
+                prepare_detector(volume, options, plugin.detector())
                 info = {
                     "ok": True,
                     "shape": list(volume.shape),
@@ -203,7 +193,7 @@ def probe_movie(movie: MovieSpec, plugin_name: str, frames: list[int] | None = N
 
 
 def _map_writer(store: str, t: int):
-    """A :data:`~napari_kinetochores.tiled.MapWriter` into array ``"0"`` of an OME-Zarr store.
+    """A :data:`~napari_kinetochores.detection.tiling.MapWriter` into array ``"0"`` of an OME-Zarr store.
 
     zarr writes every chunk to a temporary file and renames it, so a worker
     killed mid-frame leaves whole (old or new) chunks, never torn ones.
@@ -222,66 +212,33 @@ def _map_writer(store: str, t: int):
 def frame_table(job: FrameJob, plugin: DetectorPlugin):
     """Detections of one frame (the point table ``kinetochores detect`` makes for it).
 
-    Frames up to ``job.max_frame_voxels`` voxels go through
-    :meth:`UNetDetector.detect_frame` with the worker's model (UNet) or
-    :func:`~napari_kinetochores.detection.iter_detections` (other methods), as
-    ``detect`` does; larger classical and UNet frames through
-    :func:`~napari_kinetochores.tiled.detect_frame_tiled`.
+    The frame goes through :func:`~napari_kinetochores.detection.pipeline.detect_frame`,
+    the step of the one frame loop, with the worker's detector; frames above
+    ``job.max_frame_voxels`` are tiled there. Score maps reach the OME-Zarr
+    store through the loop's ``on_prediction`` callback (or tile by tile).
     Returns (table, tiled).
     """
-    import copy
+    from napari_kinetochores.detection.pipeline import detect_frame, prepare_detector
 
-    from napari_kinetochores.detection import _table, iter_detections
-    from napari_kinetochores.tiled import detect_classical_tiled, detect_frame_tiled
-
-    options = plugin.options
     volume = plugin.volume(job.movie)
-    detector = plugin.detector()
+    detector = prepare_detector(volume, plugin.options, plugin.detector())
     writer = None if job.map_store is None else _map_writer(job.map_store, job.t)
-    n_voxels = int(np.prod(volume.shape[2:]))
-    tileable = options.method in ("classical", "unet")
-    if tileable and job.max_frame_voxels and n_voxels > job.max_frame_voxels:
-        return detect_frame_tiled(volume, job.t, options, detector, job.core_shape, writer), True
-    whole = (None, None, None)
-    if options.method != "unet":  # classical (and any other method of iter_detections)
-        ((_, table),) = list(iter_detections(volume, options, [job.t]))
-        if writer is not None and options.method == "classical":
-            channels = [options.channel]
-            if options.all_channels:
-                channels += [c for c in range(volume.n_channels) if c != options.channel]
-            for index, channel in enumerate(channels):
-                detect_classical_tiled(
-                    volume,
-                    job.t,
-                    channel,
-                    options.threshold,
-                    options.min_distance_um,
-                    whole,
-                    lambda region, block, _i=index: writer(region, block, _i),
-                )
-        return table, False
-    detector = detector.for_volume(volume)  # as `detect` does: short movies, single frame
-    if writer is not None:  # keep the prediction that detect_frame computes
-        captured = {}
-        detector = copy.copy(detector)
-        predict = detector.predict_frame
+    on_prediction = None
+    if writer is not None:
 
-        def predict_and_keep(volume, t, channel=0):
-            captured["prediction"] = predict(volume, t, channel)
-            return captured["prediction"]
+        def on_prediction(t, score_map):
+            writer((slice(None),) * 3, score_map, 0)
 
-        detector.predict_frame = predict_and_keep
-    found = detector.detect_frame(
+    return detect_frame(
         volume,
         job.t,
-        options.channel,
-        threshold=options.threshold,
-        min_distance_um=options.min_distance_um,
-        all_channels=options.all_channels,
+        plugin.options,
+        detector,
+        on_prediction,
+        job.max_frame_voxels,
+        job.core_shape,
+        writer,
     )
-    if writer is not None:
-        writer((slice(None),) * 3, captured["prediction"], 0)
-    return _table(job.t, found, volume.voxel_size_um), False
 
 
 def _kill_once_for_tests(part_path: Path) -> None:

@@ -161,7 +161,7 @@ def iter_detections_isolated(
 
 
 def _train(emit, config, samples_folder: str | None, n_samples: int):
-    from napari_kinetochores.stardist_backend import train_stardist
+    from napari_kinetochores.backends.stardist import train_stardist
 
     samples = None
     if samples_folder is not None:
@@ -185,7 +185,7 @@ def iter_train_stardist_isolated(
     samples: Sequence[tuple[np.ndarray, pd.DataFrame, Sequence[float]]] | None = None,
     cancelled: Callable[[], bool] | None = None,
 ) -> Iterator[tuple[str, Any]]:
-    """:func:`napari_kinetochores.stardist_backend.train_stardist` in a separate process.
+    """:func:`napari_kinetochores.backends.stardist.train_stardist` in a separate process.
 
     Yields ``("epoch", log row)`` after every epoch and ``("result",
     StarDistTrainResult)`` at the end. Cancel ends the child; the model

@@ -39,7 +39,7 @@ DETECTION_CHANNEL_COLOURS = ("yellow", "magenta")
 REFERENCE_CHANNEL_COLOURS = ("cyan", "orange")
 META_KEY = "napari_kinetochores"
 
-SAMPLE_DIR = Path(__file__).resolve().parents[2] / "sample_data"
+SAMPLE_DIR = Path(__file__).resolve().parents[3] / "sample_data"
 SAMPLE_MOVIE = SAMPLE_DIR / "sample_movie.tif"
 SAMPLE_GT = SAMPLE_DIR / "sample_movie_gt.csv"
 

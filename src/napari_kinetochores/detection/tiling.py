@@ -8,7 +8,7 @@ voxel lies in the tile's core, so every peak is reported by exactly one tile
 and none is duplicated at tile borders.
 
 Classical detector: the result equals the untiled
-:func:`napari_kinetochores.classical.detect_spots_classical` exactly (same
+:func:`napari_kinetochores.backends.classical.detect_spots_classical` exactly (same
 rows, same floats, same order) because
 
 * the halo covers the difference-of-Gaussians support plus the peak
@@ -144,12 +144,12 @@ def classical_halo(
     """Halo (z, y, x) in voxels that makes tiled classical detection exact.
 
     It is the support of the wider Gaussian of the difference of Gaussians
-    (3 sigma, as :func:`~napari_kinetochores.classical.dog_response` truncates
+    (3 sigma, as :func:`~napari_kinetochores.backends.classical.dog_response` truncates
     it: a few PSF widths) plus the peak neighbourhood (``min_distance_um``,
     at least one voxel for the sub-voxel fit).
     """
-    from napari_kinetochores.classical import DEFAULT_SPOT_SIGMA_UM
-    from napari_kinetochores.peaks import _radius_voxels
+    from napari_kinetochores.backends.classical import DEFAULT_SPOT_SIGMA_UM
+    from napari_kinetochores.core.peaks import _radius_voxels
 
     voxel = np.asarray(voxel_size_um, float)
     sigma = np.asarray(DEFAULT_SPOT_SIGMA_UM if spot_sigma_um is None else spot_sigma_um, float)
@@ -233,12 +233,12 @@ def classical_noise_sigma(
     """Noise sigma of the DoG response of one frame, read tile by tile.
 
     Equals the value the untiled detector computes
-    (:func:`~napari_kinetochores.classical.robust_noise_sigma` of the whole
+    (:func:`~napari_kinetochores.backends.classical.robust_noise_sigma` of the whole
     frame's response, which subsamples every ``size // 10**6``-th voxel of
     frames above 2 million voxels): the same voxels are gathered from the
     tiles' cores, where the response is exact.
     """
-    from napari_kinetochores.classical import dog_response, robust_noise_sigma
+    from napari_kinetochores.backends.classical import dog_response, robust_noise_sigma
 
     shape = volume.shape[2:]
     voxel = tuple(volume.voxel_size_um)
@@ -288,12 +288,12 @@ def detect_classical_tiled(
     scores : (N,) float array
         Local SNR of each spot (noise sigmas).
     """
-    from napari_kinetochores.classical import (
+    from napari_kinetochores.backends.classical import (
         DEFAULT_MIN_DISTANCE_UM,
         DEFAULT_THRESHOLD_SIGMAS,
         dog_response,
     )
-    from napari_kinetochores.peaks import _refine, find_peaks
+    from napari_kinetochores.core.peaks import _refine, find_peaks
 
     shape = volume.shape[2:]
     voxel = tuple(volume.voxel_size_um)
@@ -388,8 +388,8 @@ def detect_unet_tiled(
     -------
     list of (movie channel, coords (N, 3) frame voxels, scores (N,)).
     """
+    from napari_kinetochores.core.peaks import _radius_voxels
     from napari_kinetochores.nn.data import temporal_indices
-    from napari_kinetochores.peaks import _radius_voxels
 
     detector = detector.for_volume(volume)
     shape = volume.shape[2:]
@@ -458,8 +458,9 @@ def detect_frame_tiled(
     t : int
         Frame index.
     options : napari_kinetochores.detection.DetectionOptions
-    detector : UNetDetector, optional
-        The loaded model for ``method="unet"`` (loaded from ``options`` if None).
+    detector : optional
+        The loaded detector for ``options.method`` (loaded from ``options`` by
+        the registry if None).
     core_shape : (3,) sequence of int or None
         Tile core (z, y, x) in voxels; None takes the whole axis (default: z
         whole, 512 × 512 in y and x).
@@ -474,55 +475,10 @@ def detect_frame_tiled(
         The frame's detections in the point schema, as ``iter_detections``
         yields them.
     """
-    from napari_kinetochores.detection import _table
+    from napari_kinetochores.detection.pipeline import detect_frame, prepare_detector
 
-    if not 0 <= options.channel < volume.n_channels:
-        raise InputError(
-            f"channel {options.channel} does not exist; the movie has {volume.n_channels} channel(s)",
-            volume.path,
-        )
-    voxel = tuple(volume.voxel_size_um)
-    if options.method == "unet":
-        if detector is None:
-            from napari_kinetochores.nn.inference import UNetDetector
-
-            detector = UNetDetector.from_options(options)
-        writer = (
-            None if map_writer is None else (lambda region, block: map_writer(region, block, 0))
-        )
-        found = detect_unet_tiled(
-            volume,
-            t,
-            detector,
-            options.channel,
-            options.threshold,
-            options.min_distance_um,
-            options.all_channels,
-            core_shape,
-            writer,
-        )
-        return _table(t, found, voxel)
-    if options.method != "classical":
-        raise InputError(f"unknown method {options.method!r}; choose 'unet' or 'classical'")
-    channels = [options.channel]
-    if options.all_channels:
-        channels += [c for c in range(volume.n_channels) if c != options.channel]
-    found = []
-    for index, channel in enumerate(channels):
-        writer = None
-        if map_writer is not None:
-
-            def writer(region, block, _index=index):
-                map_writer(region, block, _index)
-
-        coords, scores = detect_classical_tiled(
-            volume,
-            t,
-            channel,
-            options.threshold,
-            options.min_distance_um,
-            core_shape,
-            writer,
-        )
-        found.append((channel, coords, scores))
-    return _table(t, found, voxel)
+    detector = prepare_detector(volume, options, detector)
+    if not detector.tileable:
+        raise InputError(f"method {options.method!r} cannot read a frame in tiles")
+    table, _ = detect_frame(volume, t, options, detector, None, 1, core_shape, map_writer)
+    return table

@@ -243,7 +243,7 @@ def consistent_pair_ids(
     """
     import networkx as nx
 
-    from napari_kinetochores.pairing import sister_rows
+    from napari_kinetochores.analysis.pairing import sister_rows
 
     pair = np.asarray(pair_id, dtype=np.int64).reshape(-1)
     tracks = np.asarray(track_id, dtype=np.int64).reshape(-1)
@@ -329,7 +329,7 @@ def track_table(
     >>> track_table(df, (0.3, 0.13, 0.13))["track_id"].tolist()
     [0, 0]
     """
-    from napari_kinetochores.pairing import (
+    from napari_kinetochores.analysis.pairing import (
         _coords_um,
         _match_other_channel,
         _voxel,

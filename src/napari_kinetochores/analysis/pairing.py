@@ -46,7 +46,7 @@ Sister pairing
 Two-colour delta
     :func:`two_colour_delta` pairs EGFP with mCherry spots one-to-one within a
     small cutoff (default 0.25 µm) with
-    :func:`napari_kinetochores.matching.match_points`, after removing the
+    :func:`napari_kinetochores.analysis.matching.match_points`, after removing the
     chromatic shift: the median mCherry − EGFP offset estimated from the data
     (true deltas point outwards, so they cancel between sisters), or one given
     by the user. The delta is the corrected 3D vector mCherry − EGFP in nm.
@@ -975,7 +975,7 @@ def _match_frames(
     shift_um: np.ndarray,
     progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    from napari_kinetochores.matching import match_points
+    from napari_kinetochores.analysis.matching import match_points
 
     fe = _as_frames(egfp[:, 0], len(egfp))
     fm = _as_frames(mch[:, 0], len(mch))

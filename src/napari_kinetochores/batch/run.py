@@ -2,7 +2,7 @@
 
 The unit of work is one (movie, frame). The client (``kinetochores batch``, or
 :func:`run_batch`) expands the inputs, asks the workers to open each movie
-(:func:`~napari_kinetochores._batch_worker.probe_movie`), and submits one task
+(:func:`~napari_kinetochores.batch.worker.probe_movie`), and submits one task
 per frame. Only paths and frame indices go through the scheduler: every worker
 opens the movie itself and reads just its frame (lazily for zarr and HDF5).
 Each worker loads the model once, through a ``distributed.WorkerPlugin``.
@@ -44,9 +44,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from napari_kinetochores.detection import DetectionOptions
+from napari_kinetochores.backends import detector_class, get_detector
+from napari_kinetochores.detection import DetectionOptions, points_table
+from napari_kinetochores.detection.tiling import DEFAULT_CORE_YX
 from napari_kinetochores.errors import InputError
-from napari_kinetochores.tiled import DEFAULT_CORE_YX
 
 DEFAULT_MAX_FRAME_VOXELS = 64_000_000
 """Frames with more voxels than this (Z × Y × X) are processed in tiles."""
@@ -171,6 +172,7 @@ def file_sha256(path: str | Path) -> str:
 
 
 def library_versions(method: str = "classical") -> dict[str, str]:
+    # the backend's own libraries (torch for the UNet, ...) join the common ones
     """Versions of Python, this package and the libraries that shape the results."""
     import platform
     from importlib.metadata import PackageNotFoundError, version
@@ -186,8 +188,7 @@ def library_versions(method: str = "classical") -> dict[str, str]:
         "tifffile",
         "h5py",
     ]
-    if method == "unet":
-        names += ["torch", "pytorch3dunet"]
+    names += list(detector_class(method).libraries)
     found = {"python": platform.python_version(), "platform": platform.platform()}
     for name in names:
         try:
@@ -202,9 +203,8 @@ def _part_path(output_dir: Path, stem: str, t: int) -> Path:
 
 
 def _frame_dtypes(voxel_size_um) -> pd.Series:
-    from napari_kinetochores.detection import _table
 
-    return _table(0, [], voxel_size_um).dtypes
+    return points_table(0, [], voxel_size_um).dtypes
 
 
 def read_part(path: Path, voxel_size_um) -> pd.DataFrame:
@@ -220,27 +220,12 @@ def assemble_movie(
     output_dir: Path, stem: str, frames: Sequence[int], voxel_size_um
 ) -> pd.DataFrame:
     """Concatenate a movie's per-frame tables in frame order and write ``<stem>.csv``."""
-    from napari_kinetochores.detection import _table
     from napari_kinetochores.io import write_points
 
     tables = [read_part(_part_path(output_dir, stem, t), voxel_size_um) for t in frames]
-    points = pd.concat(tables, ignore_index=True) if tables else _table(0, [], voxel_size_um)
+    points = pd.concat(tables, ignore_index=True) if tables else points_table(0, [], voxel_size_um)
     write_points(output_dir / f"{stem}.csv", points, voxel_size_um)
     return points
-
-
-def _map_channels(
-    options: DetectionOptions, n_channels: int, model_config
-) -> tuple[list[int], str]:
-    """Movie channel of each score-map channel, and what the map holds."""
-    if options.method == "unet":
-        channels = [options.channel if d == 0 else d for d in model_config.detected_channels]
-        kind = "unet distance map" if model_config.target == "distance" else "unet probability"
-        return channels, kind
-    channels = [options.channel]
-    if options.all_channels:
-        channels += [c for c in range(n_channels) if c != options.channel]
-    return channels, "classical score (DoG response / noise sigma)"
 
 
 def create_map_store(
@@ -362,7 +347,7 @@ def _plugin_name(options: DetectionOptions, model_sha: str | None) -> str:
 def _register(
     client, options: DetectionOptions, model_sha: str | None, torch_threads: int | None
 ) -> str:
-    from napari_kinetochores._batch_worker import DetectorPlugin
+    from napari_kinetochores.batch.worker import DetectorPlugin
 
     name = _plugin_name(options, model_sha)
     client.register_plugin(DetectorPlugin(options, torch_threads=torch_threads), name=name)
@@ -387,14 +372,11 @@ def _release(client, cluster, own_client: bool, plugin_name: str | None) -> None
 
 
 def _model_info(options: DetectionOptions):
-    """(path, sha256, model config) of the UNet checkpoint; Nones for classical."""
-    if options.method != "unet":
-        return None, None, None
-    from napari_kinetochores.nn.checkpoint import bundled_model_path, load_checkpoint
-
-    path = bundled_model_path(options.model)
-    loaded = load_checkpoint(path, device="cpu")  # fails early, naming the file, if unusable
-    return path, file_sha256(path), loaded.config
+    """(path, sha256) of the backend's model file (checked now); Nones when it has none."""
+    path = detector_class(options.method).model_file(options)
+    if path is None:
+        return None, None
+    return path, file_sha256(path)
 
 
 # --------------------------------------------------------------------------- batch
@@ -473,17 +455,13 @@ def run_batch(
     from distributed import as_completed
     from tqdm.auto import tqdm
 
-    from napari_kinetochores._batch_worker import FrameJob, MovieSpec, probe_movie, run_frame
-    from napari_kinetochores.detection import METHODS
+    from napari_kinetochores.batch.worker import FrameJob, MovieSpec, probe_movie, run_frame
     from napari_kinetochores.io import validate_voxel_size
 
     options = DetectionOptions() if options is None else options
-    if options.method not in METHODS:
-        raise InputError(f"unknown method {options.method!r}; choose one of {tuple(METHODS)}")
-    if save_probabilities and options.method not in ("unet", "classical"):
-        raise InputError(
-            f"--save-probabilities needs --method unet or classical, not {options.method!r}"
-        )
+    backend = detector_class(options.method)
+    if save_probabilities and not backend.score_maps:
+        raise InputError(f"--save-probabilities: method {options.method!r} makes no score maps")
     movies = expand_inputs(inputs)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -492,7 +470,8 @@ def run_batch(
         raise InputError(f"--max-frame-voxels must be positive, got {max_frame_voxels}")
     if int(core_yx) < 8:
         raise InputError(f"the tile core must be at least 8 voxels, got {core_yx}")
-    model_path, model_sha, model_config = _model_info(options)
+    model_path, model_sha = _model_info(options)
+    map_detector = get_detector(options) if save_probabilities else None
     selected = None if frames is None else [int(t) for t in frames]
     parameters = {
         "options": asdict(options),
@@ -600,7 +579,7 @@ def run_batch(
             if save_probabilities:
                 map_store = output_dir / f"{stem}.probabilities.ome.zarr"
                 entry["probabilities"] = map_store.name
-                channels, kind = _map_channels(options, shape[1], model_config)
+                channels, kind = map_detector.map_channels(shape[1], options)
                 if not (resume and (map_store / "0").exists()):
                     create_map_store(
                         map_store, shape, channels, kind, probe["voxel_size_um"], core_yx
@@ -754,12 +733,11 @@ def detect_on_cluster(
     from distributed import TimeoutError as DaskTimeoutError
     from distributed import wait
 
-    from napari_kinetochores._batch_worker import FrameJob, MovieSpec, probe_movie, run_frame
-    from napari_kinetochores.detection import _table
+    from napari_kinetochores.batch.worker import FrameJob, MovieSpec, probe_movie, run_frame
 
     voxel = None if voxel_size_um is None else tuple(float(v) for v in voxel_size_um)
     spec = MovieSpec(str(volume_path), axes, voxel, dataset)
-    _, model_sha, _ = _model_info(options)
+    _, model_sha = _model_info(options)
     own_client = client is None
     cluster = None
     if own_client:
@@ -807,5 +785,5 @@ def detect_on_cluster(
         _release(client, cluster, own_client, plugin_name)
     ordered = [tables[t] for t in selected if t in tables]
     if not ordered:
-        return _table(0, [], probe.get("voxel_size_um") or (0.3, 0.13, 0.13))
+        return points_table(0, [], probe.get("voxel_size_um") or (0.3, 0.13, 0.13))
     return pd.concat(ordered, ignore_index=True)

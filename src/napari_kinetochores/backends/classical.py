@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from napari_kinetochores.core.peaks import find_peaks
 from napari_kinetochores.errors import InputError
-from napari_kinetochores.peaks import find_peaks
 
 DEFAULT_SPOT_SIGMA_UM = (0.25, 0.10, 0.10)
 DEFAULT_THRESHOLD_SIGMAS = 6.0
@@ -97,7 +97,7 @@ def detect_spots_classical(
     spot_sigma_um : (3,) sequence
         Expected spot sigma (z, y, x) in µm.
     refine : str
-        Sub-voxel refinement, see :func:`napari_kinetochores.peaks.find_peaks`.
+        Sub-voxel refinement, see :func:`napari_kinetochores.core.peaks.find_peaks`.
 
     Returns
     -------
@@ -108,7 +108,7 @@ def detect_spots_classical(
 
     Examples
     --------
-    >>> from napari_kinetochores.targets import gaussian_heatmap
+    >>> from napari_kinetochores.core.targets import gaussian_heatmap
     >>> rng = np.random.default_rng(0)
     >>> frame = 50 * gaussian_heatmap([[8, 20, 20.3]], (16, 40, 40), (0.3, 0.13, 0.13), (0.25, 0.1, 0.1))
     >>> frame += rng.normal(100, 2, frame.shape)
@@ -128,3 +128,95 @@ def detect_spots_classical(
     return find_peaks(
         score, voxel_size_um, min_distance_um=min_distance_um, threshold_abs=cut, refine=refine
     )
+
+
+class ClassicalDetector:
+    """The ``classical`` backend: :func:`detect_spots_classical` on every reported channel.
+
+    It needs no model; ``threshold`` is in robust noise sigmas of the DoG
+    response and ``min_distance_um`` defaults to 0.3 µm.
+    """
+
+    method = "classical"
+    tileable = True
+    score_maps = True
+    libraries = ()
+
+    @classmethod
+    def model_file(cls, options) -> None:
+        """The classical detector has no model file."""
+        return None
+
+    @classmethod
+    def from_options(cls, options) -> ClassicalDetector:
+        """The detector for these options (there is nothing to load)."""
+        return cls()
+
+    def for_volume(self, volume) -> ClassicalDetector:
+        """The same detector for every movie."""
+        return self
+
+    def check_input(self, volume, channel: int = 0) -> None:
+        """Any channel of any movie will do (channel existence is checked by the loop)."""
+
+    def map_channels(self, n_channels: int, options) -> tuple[list[int], str]:
+        """Movie channel of each score-map channel, and what the map holds."""
+        from napari_kinetochores.backends.base import reported_channels
+
+        channels = reported_channels(options.channel, n_channels, options.all_channels)
+        return channels, "classical score (DoG response / noise sigma)"
+
+    def detect(self, volume, t: int, options, on_prediction=None) -> list:
+        """Detections of frame ``t`` on the kinetochore channel (and the others if asked).
+
+        ``on_prediction(t, score)``, if given, receives the score maps (DoG
+        response over noise sigma), one map channel per reported channel.
+        """
+        from napari_kinetochores.backends.base import reported_channels
+
+        voxel = tuple(volume.voxel_size_um)
+        min_distance = (
+            DEFAULT_MIN_DISTANCE_UM if options.min_distance_um is None else options.min_distance_um
+        )
+        channels = reported_channels(options.channel, volume.n_channels, options.all_channels)
+        found, maps = [], []
+        for channel in channels:
+            frame = volume.frame(t, channel)
+            coords, scores = detect_spots_classical(
+                frame, voxel, threshold=options.threshold, min_distance_um=min_distance
+            )
+            found.append((channel, coords, scores))
+            if on_prediction is not None:
+                maps.append(_score_map(frame, voxel))
+        if on_prediction is not None:
+            on_prediction(t, np.stack(maps))
+        return found
+
+    def detect_tiled(self, volume, t: int, options, core_shape, map_writer=None) -> list:
+        """Detections of frame ``t`` read in tiles; equal to :meth:`detect` (see tiling)."""
+        from napari_kinetochores.backends.base import reported_channels
+        from napari_kinetochores.detection.tiling import detect_classical_tiled
+
+        found = []
+        channels = reported_channels(options.channel, volume.n_channels, options.all_channels)
+        for index, channel in enumerate(channels):
+            writer = None
+            if map_writer is not None:
+
+                def writer(region, block, _index=index):
+                    map_writer(region, block, _index)
+
+            coords, scores = detect_classical_tiled(
+                volume, t, channel, options.threshold, options.min_distance_um, core_shape, writer
+            )
+            found.append((channel, coords, scores))
+        return found
+
+
+def _score_map(frame_zyx: np.ndarray, voxel_size_um: Sequence[float]) -> np.ndarray:
+    """DoG response over its robust noise sigma (zeros for a constant frame), float32."""
+    response = dog_response(np.asarray(frame_zyx, np.float32), voxel_size_um)
+    noise = robust_noise_sigma(response)
+    if noise <= 0:
+        return np.zeros(response.shape, np.float32)
+    return (response / noise).astype(np.float32, copy=False)
