@@ -44,7 +44,9 @@ system-deps:
 
 # Two pytest processes: TensorFlow (the StarDist tests) and Qt crash when they share one.
 test: install system-deps
-	xvfb-run -a -s "-screen 0 1280x1024x24" $(PY) -m pytest -q -m "not tensorflow"
+# The first also runs the docstring examples of the package (doctests).
+	xvfb-run -a -s "-screen 0 1280x1024x24" $(PY) -m pytest -q -m "not tensorflow" \
+		--doctest-modules src/napari_kinetochores tests
 	$(PY) -m pytest -q -m tensorflow
 
 demo: install system-deps

@@ -15,7 +15,7 @@ from napari_kinetochores._napari import io as nio
 from napari_kinetochores.errors import InputError
 from napari_kinetochores.io import read_points, read_volume, write_zarr
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_npe2_validate_with_imports():

@@ -20,7 +20,7 @@ from napari_kinetochores.errors import InputError
 from napari_kinetochores.io.volumes import volume_from_array
 from napari_kinetochores.simulate import SimulationParams, simulate_movie
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 VOXEL = (0.3, 0.13, 0.13)
 
 

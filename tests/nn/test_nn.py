@@ -26,7 +26,7 @@ from napari_kinetochores.nn.data import (  # noqa: E402
 from napari_kinetochores.nn.inference import predict_volume, signal_mask  # noqa: E402
 from napari_kinetochores.nn.model import ModelConfig, build_model  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def tiny_config(**changes) -> ModelConfig:

@@ -19,7 +19,7 @@ from napari_kinetochores.core.targets import instance_labels
 from napari_kinetochores.errors import InputError
 
 VOXEL = (0.3, 0.13, 0.13)
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _physical_distance(shape, point, voxel) -> np.ndarray:

@@ -21,7 +21,7 @@ from napari_kinetochores.io import (
 )
 
 VOXEL = (0.3, 0.13, 0.13)
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
 
 
 def _raises(path: Path, match: str, **kwargs) -> InputError:
