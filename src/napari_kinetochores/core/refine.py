@@ -213,7 +213,7 @@ def refine_detections(
         Smoothing sigma (z, y, x) in µm (default: about the PSF).
     background : float, optional
         Intensity of the background; default: the frame's median
-        (:func:`napari_kinetochores.nn.data.noise_statistics`).
+        (:func:`napari_kinetochores.core.normalize.noise_statistics`).
 
     Returns
     -------
@@ -229,7 +229,7 @@ def refine_detections(
     from scipy.ndimage import gaussian_filter
 
     from napari_kinetochores.core.peaks import _refine
-    from napari_kinetochores.nn.data import noise_statistics, sample_rows
+    from napari_kinetochores.core.normalize import noise_statistics, sample_rows
 
     coords = np.asarray(coords_zyx, dtype=float).reshape(-1, 3)
     if len(coords) == 0:

@@ -333,7 +333,7 @@ def detect_classical_tiled(
 
 def _frame_normalisation(volume, t: int, channel: int, tiles: Sequence[Tile], detector):
     """How to normalise the tiles of one frame like the whole frame: a function block -> input."""
-    from napari_kinetochores.nn.data import noise_statistics, normalize_noise, sample_rows
+    from napari_kinetochores.core.normalize import noise_statistics, normalize_noise, sample_rows
 
     shape = volume.shape[2:]
     if detector.info.normalization == "percentile":  # older checkpoints

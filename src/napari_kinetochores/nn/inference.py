@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from napari_kinetochores.errors import InputError
-from napari_kinetochores.nn.data import noise_statistics, sample_rows
+from napari_kinetochores.core.normalize import noise_statistics, sample_rows
 
 # Empty-tile test: a tile is skipped when its input, averaged over a box about
 # one spot wide (z, y, x voxels), nowhere rises SIGNAL_SIGMAS noise sigmas (of
@@ -87,7 +87,7 @@ def signal_mask(volume: np.ndarray) -> np.ndarray:
 
     The average over :data:`SIGNAL_BOX` is compared with the background plus
     :data:`SIGNAL_SIGMAS` sigmas of averaged noise, both estimated by
-    :func:`napari_kinetochores.nn.data.noise_statistics`, so the test works on
+    :func:`napari_kinetochores.core.normalize.noise_statistics`, so the test works on
     raw or normalised intensities alike and does not depend on how much of the
     field holds cells.
 
