@@ -1,7 +1,7 @@
 # Set-up and main jobs of napari-kinetochores. See README.md.
 #   make demo   create .venv, install, run the sample pipeline (napari, or headless + screenshot)
 #   make test   create .venv, install with test extras + headless-Qt system packages, run pytest
-#   make bench  run the benchmark scripts (quick set; `make bench BENCH_ARGS=--full` runs the whole grid)
+#   make bench  run every benchmark step (quick set; `make bench BENCH_ARGS=--full` runs the whole grid)
 #   make bench-peers  create .venv-peers (Spotiflow, Big-FISH, trackpy, scikit-image), train Spotiflow, run the peer benchmark
 
 SHELL := /bin/bash
@@ -58,8 +58,9 @@ demo: install system-deps
 
 # PEERS_VENV / SPOTIFLOW_MODEL may point at an existing peers environment and model
 # (e.g. another clone's), so a fresh clone need not install 6 GB again.
+# The benchmarks are a package (benchmarks/), run as modules from the repository root.
 bench: install
-	$(PY) benchmarks/run_all.py --peers-python $(abspath $(PEERS_PY)) \
+	$(PY) -m benchmarks.run_all --peers-python $(abspath $(PEERS_PY)) \
 		--spotiflow-model $(abspath $(SPOTIFLOW_MODEL)) $(BENCH_ARGS)
 
 # The peer detectors live in their own environment: Spotiflow imports torchvision,
@@ -82,11 +83,11 @@ $(PEERS_VENV)/.stamp-peers: benchmarks/peers/requirements.txt pyproject.toml
 peers-env: $(PEERS_VENV)/.stamp-peers
 
 $(SPOTIFLOW_MODEL)/config.yaml: | $(PEERS_VENV)/.stamp-peers
-	nice -n 19 $(PEERS_PY) benchmarks/peers/train_spotiflow.py --output $(SPOTIFLOW_MODEL) --minutes 20
+	nice -n 19 $(PEERS_PY) -m benchmarks.peers.train_spotiflow --output $(SPOTIFLOW_MODEL) --minutes 20
 
 bench-peers: install peers-env $(SPOTIFLOW_MODEL)/config.yaml
-	nice -n 19 $(PEERS_PY) benchmarks/peers/run_peers.py --quick --spotiflow-model $(SPOTIFLOW_MODEL)
-	$(PY) benchmarks/report.py
+	nice -n 19 $(PEERS_PY) -m benchmarks.peers.run_peers --quick --spotiflow-model $(SPOTIFLOW_MODEL)
+	$(PY) -m benchmarks.report
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks

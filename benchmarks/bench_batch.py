@@ -2,7 +2,9 @@
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_batch.py [--workers 1 2] [--large-yx 2000] [--quick]
+    .venv/bin/python -m benchmarks.bench_batch [--workers 1 2] [--large-yx 2000] [--quick]
+
+(from the repository root).
 
 1. Throughput: a few simulated two-colour movies (TIFF) are detected with the
    classical method (and the bundled UNet, when ``models/default.pt`` exists)
@@ -31,11 +33,12 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import VOXEL_UM
+
 RESULTS = Path(__file__).resolve().parent / "results" / "batch.json"
-VOXEL = (0.3, 0.13, 0.13)
 
 
-def make_movies(
+def write_movies(
     folder: Path, n_movies: int, n_frames: int, shape_zyx: tuple[int, int, int]
 ) -> list[Path]:
     """Simulated two-colour movies written as ImageJ TIFFs."""
@@ -47,7 +50,7 @@ def make_movies(
         params = SimulationParams(n_frames=n_frames, shape_zyx=shape_zyx, n_pairs=40)
         movie = simulate_movie(params, seed=i)
         path = folder / f"movie{i}.tif"
-        write_tiff(path, movie.image, VOXEL)
+        write_tiff(path, movie.image, VOXEL_UM)
         paths.append(path)
     return paths
 
@@ -63,11 +66,11 @@ def make_large_frame(
     rng = np.random.default_rng(seed)
     z, y, x = shape_zyx
     chunks = (1, 1, z, 256, 256)
-    write_zarr(path, np.zeros((1, 1, 1, 1, 1), np.uint16), VOXEL, chunks=chunks)
+    write_zarr(path, np.zeros((1, 1, 1, 1, 1), np.uint16), VOXEL_UM, chunks=chunks)
     array = zarr.open_array(str(path / "0"), mode="r+")
     array.resize((1, 1, z, y, x))
     spots = rng.uniform((2, 4, 4), (z - 2, y - 4, x - 4), size=(n_spots, 3))
-    sigma = np.array([0.25, 0.10, 0.10]) / np.array(VOXEL)
+    sigma = np.array([0.25, 0.10, 0.10]) / np.array(VOXEL_UM)
     grid = np.stack(np.meshgrid(*[np.arange(-4, 5)] * 3, indexing="ij"), -1)
     slab = 256
     for y0 in range(0, y, slab):
@@ -298,7 +301,7 @@ def main() -> None:
             report["throughput"] = earlier.get("throughput", [])
             report["throughput_movies"] = earlier.get("throughput_movies")
         else:
-            movies = make_movies(tmp, args.movies, args.frames, tuple(args.shape))
+            movies = write_movies(tmp, args.movies, args.frames, tuple(args.shape))
             report["throughput_movies"] = {
                 "n_movies": args.movies,
                 "frames_per_movie": args.frames,

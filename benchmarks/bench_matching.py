@@ -12,9 +12,9 @@ is reported.
 The DESIGN target is 1e5 x 1e5 points in <= 2 s; the script exits with status
 1 when the 1e5 case at realistic density is slower.
 
-Usage::
+Usage (from the repository root)::
 
-    python benchmarks/bench_matching.py [--quick] [--output results.json]
+    python -m benchmarks.bench_matching [--quick] [--output results.json]
 """
 
 from __future__ import annotations
@@ -32,11 +32,11 @@ import numpy as np
 import scipy
 from scipy.optimize import linear_sum_assignment
 
+from benchmarks.common import CUTOFF_UM, VOXEL_UM, num, table
 from napari_kinetochores.analysis.matching import match_points
 
-VOXEL_UM = np.array([0.3, 0.13, 0.13])
+VOXEL = np.array(VOXEL_UM)
 VOLUME_VOX = np.array([61, 1000, 1000])
-CUTOFF_UM = 0.3
 TARGET_S = 2.0
 TARGET_N = 100_000
 DEFAULT_OUTPUT = Path(__file__).parent / "results" / "matching.json"
@@ -52,7 +52,7 @@ def make_points(n: int, seed: int, density: float = 1.0) -> tuple[np.ndarray, np
     extent = VOLUME_VOX.astype(float).copy()
     extent[1:] /= np.sqrt(density)
     gt = rng.uniform(0, 1, (n, 3)) * (extent - 1)
-    jitter_vox = rng.normal(0.0, 0.050, (n, 3)) / VOXEL_UM
+    jitter_vox = rng.normal(0.0, 0.050, (n, 3)) / VOXEL
     pred = gt + jitter_vox
     n_swap = int(round(0.05 * n))
     dropped = rng.choice(n, size=n_swap, replace=False)
@@ -63,7 +63,7 @@ def make_points(n: int, seed: int, density: float = 1.0) -> tuple[np.ndarray, np
 
 def dense_baseline(pred: np.ndarray, gt: np.ndarray) -> tuple[int, float]:
     """Optimal matching with the Hungarian algorithm on the dense N x M matrix."""
-    diff = (pred[:, None, :] - gt[None, :, :]) * VOXEL_UM
+    diff = (pred[:, None, :] - gt[None, :, :]) * VOXEL
     dist = np.sqrt(np.sum(diff**2, axis=-1))
     # A pair beyond the cutoff costs more than any sum of allowed pairs, so the
     # optimum has the most pairs within the cutoff, then the least distance.
@@ -87,14 +87,14 @@ def timed(function, repeats: int) -> tuple[float, list[float], object]:
 
 def run_case(name: str, n: int, density: float, repeats: int, seed: int) -> dict:
     pred, gt = make_points(n, seed, density)
-    match_points(pred[:10], gt[:10], VOXEL_UM, CUTOFF_UM)  # warm up imports
-    median_s, times, result = timed(lambda: match_points(pred, gt, VOXEL_UM, CUTOFF_UM), repeats)
+    match_points(pred[:10], gt[:10], VOXEL, CUTOFF_UM)  # warm up imports
+    median_s, times, result = timed(lambda: match_points(pred, gt, VOXEL, CUTOFF_UM), repeats)
     row = {
         "case": name,
         "n_pred": len(pred),
         "n_gt": len(gt),
         "density": density,
-        "points_per_um3": n / float(np.prod(VOLUME_VOX * VOXEL_UM) / density),
+        "points_per_um3": n / float(np.prod(VOLUME_VOX * VOXEL) / density),
         "median_s": median_s,
         "times_s": times,
         "tp": result.tp,
@@ -120,19 +120,33 @@ def run_case(name: str, n: int, density: float, repeats: int, seed: int) -> dict
 
 
 def markdown_table(rows: list[dict]) -> str:
-    lines = [
-        "| case | N pred x N gt | match_points median (s) | TP | F1 | dense LSA median (s) | speed-up | same result |",
-        "|---|---|---|---|---|---|---|---|",
+    """The cases as a markdown table (printed; docs/benchmarks.md is written by report.py)."""
+    header = [
+        "case",
+        "N pred x N gt",
+        "match_points median (s)",
+        "TP",
+        "F1",
+        "dense LSA median (s)",
+        "speed-up",
+        "same result",
     ]
+    lines = []
     for r in rows:
-        base = f"{r['baseline_median_s']:.4f}" if "baseline_median_s" in r else "-"
-        speedup = f"{r['speedup_vs_dense']:.1f}x" if "speedup_vs_dense" in r else "-"
-        same = ("yes" if r["same_as_baseline"] else "**NO**") if "same_as_baseline" in r else "-"
+        same = ("yes" if r["same_as_baseline"] else "**NO**") if "same_as_baseline" in r else "–"
         lines.append(
-            f"| {r['case']} | {r['n_pred']} x {r['n_gt']} | {r['median_s']:.4f} | {r['tp']} | "
-            f"{r['f1']:.4f} | {base} | {speedup} | {same} |"
+            [
+                r["case"],
+                f"{r['n_pred']} x {r['n_gt']}",
+                num(r["median_s"], 4),
+                r["tp"],
+                num(r["f1"], 4),
+                num(r.get("baseline_median_s"), 4),
+                f"{r['speedup_vs_dense']:.1f}x" if "speedup_vs_dense" in r else "–",
+                same,
+            ]
         )
-    return "\n".join(lines)
+    return table(header, lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {
         "benchmark": "match_points",
         "cutoff_um": CUTOFF_UM,
-        "voxel_size_um": VOXEL_UM.tolist(),
+        "voxel_size_um": list(VOXEL_UM),
         "volume_vox": VOLUME_VOX.tolist(),
         "repeats": repeats,
         "target": {

@@ -24,10 +24,10 @@ delta error
     and per kinetochore (the delta averaged over the kinetochore's frames,
     as it is reported); and the error of the 1D delta (along the sister axis).
 
-Usage::
+Usage (from the repository root)::
 
-    python benchmarks/bench_pairing_tracking.py            # full run (~minutes)
-    python benchmarks/bench_pairing_tracking.py --quick    # smaller movies
+    python -m benchmarks.bench_pairing_tracking            # full run (34 min on 2 cores)
+    python -m benchmarks.bench_pairing_tracking --quick    # smaller movies
 
 Prints a markdown table and writes ``benchmarks/results/pairing_tracking.json``.
 """
@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmarks.common import CUTOFF_UM, num, table
 from napari_kinetochores.analysis.matching import match_points
 from napari_kinetochores.analysis.measurements import (
     measure_table,
@@ -90,7 +91,7 @@ def detect_classical(movie) -> pd.DataFrame:
         for ch in (0, 1):
             coords, _ = detect_spots_classical(movie.image[t, ch], voxel)
             truth = gt[(gt["t"] == t) & (gt["channel"] == ch)]
-            res = match_points(coords, truth[["z", "y", "x"]].to_numpy(), voxel, 0.3)
+            res = match_points(coords, truth[["z", "y", "x"]].to_numpy(), voxel, CUTOFF_UM)
             true_row = np.full(len(coords), -1, dtype=np.int64)
             true_row[res.pred_indices] = truth.index.to_numpy()[res.gt_indices]
             for c, r in zip(coords, true_row, strict=True):
@@ -208,21 +209,29 @@ def summarise(name: str, runs: list[dict]) -> dict:
 
 
 def markdown(rows: list[dict]) -> str:
-    head = (
-        "| scenario | pairing acc. (prec.) | link acc. (prec.) | delta err./frame (nm) "
-        "| delta err./kinetochore (nm) | 1D delta err./frame (nm) | shift err. (nm) |\n"
-        "|---|---|---|---|---|---|---|\n"
-    )
+    """The scenario summaries as a markdown table."""
+    header = [
+        "scenario",
+        "pairing acc. (prec.)",
+        "link acc. (prec.)",
+        "delta err./frame (nm)",
+        "delta err./kinetochore (nm)",
+        "1D delta err./frame (nm)",
+        "shift err. (nm)",
+    ]
     lines = [
-        f"| {r['scenario']} | {r['pairing_accuracy']:.4f} ({r['pairing_precision']:.4f}) "
-        f"| {r['link_accuracy']:.4f} ({r['link_precision']:.4f}) "
-        f"| {r['median_delta_error_per_frame_nm']:.1f} "
-        f"| {r['median_delta_error_per_kinetochore_nm']:.1f} "
-        f"| {r['median_delta_1d_error_per_frame_nm']:.1f} "
-        f"| {r['median_chromatic_shift_error_nm']:.1f} |"
+        [
+            r["scenario"],
+            f"{num(r['pairing_accuracy'], 4)} ({num(r['pairing_precision'], 4)})",
+            f"{num(r['link_accuracy'], 4)} ({num(r['link_precision'], 4)})",
+            num(r["median_delta_error_per_frame_nm"], 1),
+            num(r["median_delta_error_per_kinetochore_nm"], 1),
+            num(r["median_delta_1d_error_per_frame_nm"], 1),
+            num(r["median_chromatic_shift_error_nm"], 1),
+        ]
         for r in rows
     ]
-    return head + "\n".join(lines)
+    return table(header, lines)
 
 
 def main(argv: list[str] | None = None) -> int:

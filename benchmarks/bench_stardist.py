@@ -1,11 +1,11 @@
 """StarDist 3D benchmark: the bundled StarDist model on the detection benchmark's held-out movies.
 
-Same conditions, movies (seeds) and metric as ``bench_detection.py``: its
-``CONDITIONS``, ``make_movies``, ``ArrayVolume`` and ``evaluate_method``
-(the full ``detect_movie`` pipeline, then one-to-one matching F1 at 0.3 and
-0.15 µm pooled over the movies). Adds the F1 against the probability
-threshold per condition, and optionally the time and peak memory of one
-61 × 1000 × 1000 frame (``bench_detection.run_speed``, own subprocess).
+Same conditions, movies (seeds) and metric as ``bench_detection``: the
+``CONDITIONS``, ``make_movies`` and ``evaluate_method`` of
+:mod:`benchmarks.common` (the full ``detect_movie`` pipeline, then one-to-one
+matching F1 at 0.3 and 0.15 µm pooled over the movies). Adds the F1 against
+the probability threshold per condition, and optionally the time and peak
+memory of one 61 × 1000 × 1000 frame (``common.run_speed``, own subprocess).
 
 Writes ``benchmarks/results/stardist.json`` and the "StarDist 3D" section of
 ``docs/benchmarks.md`` (between ``<!-- stardist:begin -->`` and
@@ -15,9 +15,9 @@ are shown next to StarDist's.
 
 Needs the extra: ``pip install "napari-kinetochores[stardist]"``.
 
-Usage::
+Usage (from the repository root)::
 
-    nice -n 19 python benchmarks/bench_stardist.py [--quick] [--model PATH] [--skip-speed]
+    nice -n 19 python -m benchmarks.bench_stardist [--quick] [--model PATH] [--skip-speed]
 """
 
 from __future__ import annotations
@@ -31,14 +31,18 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
+from benchmarks.common import (
+    CONDITIONS,
+    REPO,
+    evaluate_method,
+    make_movies,
+    num,
+    run_speed,
+    threshold_sweep,
+)
+from benchmarks.report import HEADER, replace_section
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-sys.path.insert(0, str(HERE))
-
-from bench_detection import _CHANNELS, CONDITIONS, evaluate_method, make_movies, run_speed  # noqa: E402
-
 THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 DATE = time.strftime("%Y-%m-%d")
 
@@ -79,36 +83,18 @@ def _cache_detector_loads() -> None:
     stardist_backend.StarDistDetector.load = staticmethod(load)
 
 
-def threshold_sweep(model: str | None, movies_by_condition: dict, thresholds=THRESHOLDS) -> dict:
+def stardist_threshold_sweep(
+    model: str | None, movies_by_condition: dict, thresholds=THRESHOLDS
+) -> dict:
     """F1 at 0.3 µm against StarDist's probability threshold, per condition (pooled counts)."""
-    from napari_kinetochores.analysis.matching import match_points
     from napari_kinetochores.backends.stardist import StarDistDetector
 
     detector = StarDistDetector.load(model)
-    out = {}
-    for name, movies in movies_by_condition.items():
-        counts = np.zeros((len(thresholds), 3))
-        for volume, truth in movies:
-            for t in range(volume.n_frames):
-                coords, scores = detector.detect_volume(
-                    volume.frame(t, 0), volume.voxel_size_um, min(thresholds)
-                )
-                gt = truth[(truth["t"] == t) & (truth["channel"] == 0)][["z", "y", "x"]].to_numpy()
-                for k, threshold in enumerate(thresholds):
-                    keep = scores >= threshold
-                    result = match_points(coords[keep], gt, volume.voxel_size_um, 0.3)
-                    counts[k] += (result.tp, result.n_pred, result.n_gt)
-        out[name] = {
-            f"{t:g}": float(2 * c[0] / max(c[1] + c[2], 1))
-            for t, c in zip(thresholds, counts, strict=True)
-        }
-    return out
 
+    def candidates(name, movie, volume, t):
+        return detector.detect_volume(volume.frame(t, 0), volume.voxel_size_um, min(thresholds))
 
-def _num(value, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and not np.isfinite(value)):
-        return "–"
-    return f"{value:.{digits}f}"
+    return threshold_sweep(movies_by_condition, candidates, thresholds, inclusive=True)
 
 
 def section(results: dict) -> str:
@@ -119,7 +105,7 @@ def section(results: dict) -> str:
         "",
         f"Date {results['date']}; machine: {results['machine']}. Model: `{results['model']}` "
         f"(StarDist3D, {info.get('n_rays')} rays with anisotropy {info.get('anisotropy')}, grid "
-        f"{info.get('grid')}; default probability threshold {_num(info.get('threshold'), 2)}; "
+        f"{info.get('grid')}; default probability threshold {num(info.get('threshold'), 2)}; "
         f"detections at the {info.get('center')}-weighted centre of each polyhedron). "
         f"Held-out movies of `bench_detection.py` ({results['n_movies_per_condition']} per condition, "
         "3 frames, 32 × 128 × 128), F1 pooled over the movies, matching cutoff 0.3 µm unless "
@@ -137,11 +123,11 @@ def section(results: dict) -> str:
     lines += [header, rule]
     for condition, row in results["accuracy"].items():
         line = (
-            f"| {condition} | {_num(row['f1@0.3'])} | {_num(row['f1@0.15'])} | {_num(row['precision@0.3'])} "
-            f"| {_num(row['recall@0.3'])} | {_num(row['median_nm'], 1)} |"
+            f"| {condition} | {num(row['f1@0.3'])} | {num(row['f1@0.15'])} | {num(row['precision@0.3'])} "
+            f"| {num(row['recall@0.3'])} | {num(row['median_nm'], 1)} |"
         )
         for name in other_names:
-            line += f" {_num(others.get(condition, {}).get(name))} |"
+            line += f" {num(others.get(condition, {}).get(name))} |"
         lines.append(line)
     if other_names:
         lines += [
@@ -160,7 +146,7 @@ def section(results: dict) -> str:
             "|---|" + "---|" * len(thresholds),
         ]
         for condition, row in sweep.items():
-            lines.append(f"| {condition} | " + " | ".join(_num(row[t]) for t in thresholds) + " |")
+            lines.append(f"| {condition} | " + " | ".join(num(row[t]) for t in thresholds) + " |")
     speed = results.get("speed")
     if speed:
         lines += [
@@ -173,8 +159,6 @@ def section(results: dict) -> str:
 
 
 def write_doc(doc: Path, body: str) -> None:
-    from report import HEADER, replace_section
-
     text = doc.read_text() if doc.is_file() else HEADER
     doc.parent.mkdir(parents=True, exist_ok=True)
     tmp = doc.with_suffix(".md.tmp")
@@ -198,8 +182,6 @@ def main() -> int:
 
     require_stardist()
     _cache_detector_loads()
-    if args.model is not None:
-        _CHANNELS[args.model] = 1  # evaluate_method asks how many channels a UNet reads
     detector = StarDistDetector.load(args.model)
     config = json.loads((detector.path / "config.json").read_text())
     n_movies = 2 if args.quick else 5
@@ -232,7 +214,7 @@ def main() -> int:
         print(name, round(results["accuracy"][name]["f1@0.3"], 3), flush=True)
     results["accuracy_seconds"] = time.perf_counter() - started
     if not args.skip_sweep:
-        results["threshold_sweep"] = threshold_sweep(args.model, movies_by_condition)
+        results["threshold_sweep"] = stardist_threshold_sweep(args.model, movies_by_condition)
     detection_json = HERE / "results" / "detection.json"
     if detection_json.is_file():
         other = json.loads(detection_json.read_text())

@@ -14,9 +14,9 @@ that other benchmarks write) is kept as it is:
 A section whose markers are missing is appended at the end; a missing
 results file leaves its section as it was. Plots go to docs/images/.
 
-Usage::
+Usage (from the repository root)::
 
-    python benchmarks/report.py [--results benchmarks/results] [--doc docs/benchmarks.md]
+    python -m benchmarks.report [--results benchmarks/results] [--doc docs/benchmarks.md]
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ import math
 import re
 import sys
 from pathlib import Path
+
+from benchmarks.common import bold_best, num, seconds, table
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -41,45 +43,6 @@ between `<!-- name:begin -->` and `<!-- name:end -->` markers are written by
 `benchmarks/report.py` from `benchmarks/results/*.json`; edit the scripts, not
 the tables.
 """
-
-
-# ----------------------------------------------------------------------------- formatting
-
-
-def num(value, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    if isinstance(value, int):
-        return str(value)
-    return f"{value:.{digits}f}"
-
-
-def seconds(value) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    if value < 0.1:
-        return f"{value * 1000:.0f} ms"
-    if value < 10:
-        return f"{value:.2f} s"
-    return f"{value:.0f} s"
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def bold_best(values: list, higher: bool = True, digits: int = 3) -> list[str]:
-    """Format numbers, the best one (or ties) in bold."""
-    finite = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
-    best = (max(finite) if higher else min(finite)) if finite else None
-    out = []
-    for v in values:
-        text = num(v, digits)
-        same = best is not None and v is not None and text == num(best, digits)
-        out.append(f"**{text}**" if same else text)
-    return out
 
 
 # ----------------------------------------------------------------------------- plots

@@ -113,7 +113,7 @@ class UNet(Detector):
     name = "unet"
 
     def __init__(self, model: str | None = None):
-        from napari_kinetochores.nn.inference import UNetDetector
+        from napari_kinetochores.backends.unet import UNetDetector
 
         self.model = model
         self.detector = UNetDetector.load(model, device="cpu")
@@ -136,7 +136,9 @@ class UNet(Detector):
 
     def detect_movie(self, movie: np.ndarray, voxel_size_um, threshold=None) -> list:
         """Per frame (coords, scores) of channel 0 of a (T, C, Z, Y, X) movie (temporal models read neighbours)."""
-        volume = _ArrayVolume(movie, voxel_size_um)
+        from napari_kinetochores.io import volume_from_array
+
+        volume = volume_from_array(movie, voxel_size_um, path="peer benchmark movie")
         out = []
         for t in range(volume.n_frames):
             found = self.detector.detect_frame(volume, t, 0, threshold=threshold)
@@ -194,22 +196,6 @@ class StarDist(Detector):
             frame, voxel_size_um, threshold=self.candidate_threshold
         )
         return coords, scores, float(self.detector.threshold)
-
-
-class _ArrayVolume:
-    """In-memory TCZYX movie with the attributes the detection pipeline reads."""
-
-    def __init__(self, data: np.ndarray, voxel_size_um):
-        from pathlib import Path
-
-        self.data = data
-        self.voxel_size_um = tuple(float(v) for v in voxel_size_um)
-        self.path = Path("benchmark")
-        self.n_frames, self.n_channels = data.shape[:2]
-
-    def frame(self, t: int, channel: int | None = None) -> np.ndarray:
-        frame = self.data[t] if channel is None else self.data[t, channel]
-        return np.asarray(frame, dtype=np.float32)
 
 
 class BigFish(Detector):

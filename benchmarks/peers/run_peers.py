@@ -7,7 +7,7 @@ detector and UNet (CPU torch), ``.venv-peers`` for the peers. All methods see
 the same data in the same run:
 
 Accuracy
-    The held-out simulated conditions of bench_detection.py (``CONDITIONS``,
+    The held-out simulated conditions of benchmarks/common.py (``CONDITIONS``,
     ``make_movies``; seeds never used in training), channel 0 (EGFP) of every
     frame (the quick set leaves out ``QUICK_SKIPS``). Each method gets its own automatic threshold, and separately an
     oracle threshold chosen on the ground truth: the best per condition, and
@@ -31,9 +31,9 @@ Real data
     at 0.3 µm) with spotMAX's own prediction (connected-component centroids
     of its mask), number of spots and time per stack.
 
-Usage::
+Usage (from the repository root)::
 
-    .venv-peers/bin/python benchmarks/peers/run_peers.py [--quick | --full] [--models NAME=PATH ...]
+    .venv-peers/bin/python -m benchmarks.peers.run_peers [--quick | --full] [--models NAME=PATH ...]
 """
 
 from __future__ import annotations
@@ -52,16 +52,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-HERE = Path(__file__).resolve().parent
-BENCH = HERE.parent
-REPO = BENCH.parent
-sys.path.insert(0, str(BENCH))
-sys.path.insert(0, str(HERE))
+from benchmarks.bench_stardist import project_has_stardist
+from benchmarks.common import CONDITIONS, REPO, big_frame, f1_by_threshold, make_movies
+from benchmarks.peers.detectors import LABELS, PEERS
 
-from detectors import LABELS, PEERS  # noqa: E402
-
-from bench_detection import CONDITIONS, make_movies  # noqa: E402
-from bench_stardist import project_has_stardist  # noqa: E402
+BENCH = REPO / "benchmarks"
 
 CUTOFFS_UM = (0.15, 0.3)
 EXTRA_CONDITIONS = {
@@ -70,12 +65,12 @@ EXTRA_CONDITIONS = {
         "voxel_size_um": (0.5, 0.13, 0.13),
     },
 }
-"""Conditions of the peer benchmark beyond bench_detection's: voxel anisotropy, one axis the issue asks for."""
+"""Conditions of the peer benchmark beyond common.CONDITIONS: voxel anisotropy, one axis the issue asks for."""
 EXTRA_CONDITIONS_FULL = {
     "very_low SNR + clutter": {"snr": "very_low", "n_clutter": 6, "clutter_rel": 1.0},
 }
 QUICK_SKIPS = ("moderate, Moffat PSF + EMCCD", "low, foreign renderer")
-"""bench_detection conditions left out of the quick peer set (15-minute budget of ``make bench``):
+"""common.CONDITIONS left out of the quick peer set (15-minute budget of ``make bench``):
 the quick set keeps one condition per axis (SNR, clutter, density, PSF width, renderer,
 anisotropy); these two repeat axes already covered. ``--full`` runs them."""
 QUICK_SIZES = (64, 128, 256)
@@ -99,7 +94,7 @@ class Worker:
 
     def __init__(self, key: str, method: str, python: str, model: str | None, log_dir: Path):
         self.key, self.method = key, method
-        command = [python, str(HERE / "worker.py"), method]
+        command = [python, "-m", "benchmarks.peers.worker", method]
         if model:
             command += ["--model", str(model)]
         self.log = open(log_dir / f"{key.replace(':', '_')}.log", "a")  # noqa: SIM115
@@ -199,20 +194,16 @@ def pooled_metrics(pairs: list[tuple[pd.DataFrame, pd.DataFrame, tuple]]) -> dic
 
 
 def f1_curve(pairs, thresholds) -> np.ndarray:
-    """F1 at 0.3 µm (counts pooled over the movies) for each score threshold."""
-    from napari_kinetochores.analysis.matching import match_points
+    """F1 at 0.3 µm (counts pooled over the movies) for each score threshold (scores >= it)."""
 
-    counts = np.zeros((len(thresholds), 3))
-    for pred, truth, voxel in pairs:
-        for t in sorted(set(truth["t"]) | set(pred["t"])):
-            gt = truth[(truth["t"] == t)][["z", "y", "x"]].to_numpy()
-            frame = pred[pred["t"] == t]
-            coords, scores = frame[["z", "y", "x"]].to_numpy(), frame["score"].to_numpy()
-            for k, threshold in enumerate(thresholds):
-                keep = scores >= threshold
-                result = match_points(coords[keep], gt, voxel, 0.3)
-                counts[k] += (result.tp, result.n_pred, result.n_gt)
-    return 2 * counts[:, 0] / np.maximum(counts[:, 1] + counts[:, 2], 1)
+    def frames():
+        for pred, truth, voxel in pairs:
+            for t in sorted(set(truth["t"]) | set(pred["t"])):
+                frame = pred[pred["t"] == t]
+                coords, scores = frame[["z", "y", "x"]].to_numpy(), frame["score"].to_numpy()
+                yield coords, scores, truth[truth["t"] == t][["z", "y", "x"]].to_numpy(), voxel
+
+    return f1_by_threshold(frames(), thresholds, inclusive=True)
 
 
 def crosscheck_spotiflow(pairs, cutoff_um: float) -> dict | None:
@@ -417,8 +408,6 @@ def scaling_frames(sizes, scratch: Path, full: bool) -> dict[str, Path]:
         np.save(path, np.ascontiguousarray(frame))
         frames[f"{SCALING_Z}x{size}x{size}"] = path
     if full:
-        from bench_detection import big_frame
-
         path = scratch / "frame_61x1000x1000_cell.npy"
         np.save(path, big_frame("cell")[0, 0])
         frames["61x1000x1000 (cell)"] = path
@@ -583,7 +572,7 @@ def method_specs(args) -> dict:
             if not (args.spotiflow_model / "config.yaml").is_file():
                 print(
                     f"  no Spotiflow model in {args.spotiflow_model}: skipped "
-                    "(train it with benchmarks/peers/train_spotiflow.py, or `make bench-peers`)",
+                    "(train it with `python -m benchmarks.peers.train_spotiflow`, or `make bench-peers`)",
                     flush=True,
                 )
                 continue

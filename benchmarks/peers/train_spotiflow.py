@@ -12,7 +12,9 @@ in the model folder.
 
 Usage (inside .venv-peers, see ``make bench-peers``)::
 
-    python benchmarks/peers/train_spotiflow.py [--output runs/spotiflow] [--minutes 20]
+    python -m benchmarks.peers.train_spotiflow [--output runs/spotiflow] [--minutes 20]
+
+(from the repository root).
 """
 
 from __future__ import annotations

@@ -15,9 +15,9 @@ Requests (one JSON object per line; the answer is one JSON line)::
 
 Every answer carries ``rss_mb`` (now) and ``peak_rss_mb`` (ru_maxrss so far).
 
-Usage::
+Usage (from the repository root)::
 
-    python benchmarks/peers/worker.py METHOD [--model PATH]
+    python -m benchmarks.peers.worker METHOD [--model PATH]
 """
 
 from __future__ import annotations
@@ -34,9 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from detectors import make_detector  # noqa: E402
+from benchmarks.peers.detectors import make_detector
 
 
 def rss_mb() -> float:
