@@ -26,7 +26,6 @@ import csv
 import io
 import os
 import re
-import uuid
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,7 +36,7 @@ import pandas as pd
 
 from napari_kinetochores import DEFAULT_VOXEL_SIZE_UM
 from napari_kinetochores.errors import InputError
-from napari_kinetochores.io.volumes import validate_voxel_size
+from napari_kinetochores.io.volumes import temp_path_beside, validate_voxel_size
 
 __all__ = [
     "INT_COLUMNS",
@@ -503,7 +502,7 @@ def write_csv(path: str | Path, table: pd.DataFrame, *, index: bool = False) -> 
     >>> write_csv("plates.csv", pd.DataFrame({"t": [0, 1]}))  # doctest: +SKIP
     """
     path = Path(path)
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
+    tmp = temp_path_beside(path)
     try:
         table.to_csv(tmp, index=index)
         os.replace(tmp, path)
