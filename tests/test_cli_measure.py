@@ -12,7 +12,7 @@ from napari_kinetochores.analysis.measurements import (
     pairing_accuracy,
     perturb_points,
 )
-from napari_kinetochores.analysis.pairing import PlateWarning
+from napari_kinetochores.analysis.plate import PlateWarning
 from napari_kinetochores.analysis.tracking import link_accuracy
 from napari_kinetochores.cli import main
 from napari_kinetochores.io import points_frame, read_points, write_points

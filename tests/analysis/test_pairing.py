@@ -1,104 +1,23 @@
-"""Plate fit, sister pairing and two-colour delta, against simulated ground truth."""
+"""Sister pairing, against simulated ground truth."""
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
-import pandas as pd
 import pytest
 
-from napari_kinetochores.analysis.measurements import pairing_accuracy, perturb_points
+from napari_kinetochores.analysis.measurements import pairing_accuracy
 from napari_kinetochores.analysis.pairing import (
     REASON_LOST,
     REASON_NO_PARTNER,
     REASON_PAIRED,
     PairingParams,
-    PlateWarning,
-    fit_plate,
-    fit_plates,
     pair_sisters,
     pair_table,
     sister_rows,
-    two_colour_delta,
 )
 from napari_kinetochores.errors import InputError
-from napari_kinetochores.io import points_frame
 
 VOXEL = (0.3, 0.13, 0.13)
-
-
-@pytest.fixture(scope="module")
-def movie():
-    """Ground truth of a 6-frame movie: 24 pairs in a tilted, oscillating plate."""
-    from napari_kinetochores.simulate import SimulationParams, simulate_movie
-
-    params = SimulationParams(n_frames=6, shape_zyx=(36, 112, 112), n_pairs=24, plate_tilt_deg=35.0)
-    return simulate_movie(params, seed=11)
-
-
-@pytest.fixture(scope="module")
-def noisy(movie):
-    """40 nm 3D-RMS localisation noise (23 nm per axis) and 3 % dropouts."""
-    return perturb_points(movie.points, VOXEL, noise_nm=23.0, dropout=0.03, seed=5)
-
-
-# --------------------------------------------------------------------------- plate
-
-
-def test_plate_normal_matches_the_simulated_tilt_and_ignores_outliers():
-    rng = np.random.default_rng(0)
-    normal = np.array([np.cos(0.6), np.sin(0.6) * 0.6, np.sin(0.6) * 0.8])
-    a = np.cross(normal, [1.0, 0, 0])
-    a /= np.linalg.norm(a)
-    b = np.cross(normal, a)
-    uv = rng.uniform(-4, 4, size=(80, 2))
-    pts = 5 + uv[:, :1] * a + uv[:, 1:] * b + np.outer(rng.normal(0, 0.4, 80), normal)
-    pts[:4] += 6.0 * normal  # four stray detections far off the plate
-    fit = fit_plate(pts)
-    angle = np.degrees(np.arccos(min(1.0, abs(float(fit.normal @ normal)))))
-    assert angle < 3.0
-    assert fit.weights[:4].max() < 0.3 < fit.weights[4:].min()
-    assert np.linalg.norm(fit.normal) == pytest.approx(1.0)
-
-
-def test_plate_per_frame_follows_oscillation(movie):
-    gt = movie.points[movie.points["channel"] == 0]
-    pts = gt[["z_um", "y_um", "x_um"]].to_numpy()
-    plates = fit_plates(gt["t"].to_numpy(), pts)
-    assert list(plates["t"]) == list(range(6))
-    normals = plates[["plate_normal_z", "plate_normal_y", "plate_normal_x"]].to_numpy()
-    tilt = np.degrees(np.arccos(np.abs(normals[:, 0])))
-    # the simulated tilt is 35°; this sample of 24 pairs (clipped to the volume)
-    # lies in a plane tilted ~28°, which plain PCA of frame 0 also finds
-    assert np.all(np.abs(tilt - 35.0) < 10.0)
-    frame0 = pts[gt["t"].to_numpy() == 0]
-    centred = frame0 - frame0.mean(axis=0)
-    pca_normal = np.linalg.eigh(centred.T @ centred)[1][:, 0]
-    assert np.degrees(np.arccos(min(1.0, abs(float(normals[0] @ pca_normal))))) < 2.0
-    assert np.all(normals @ normals[0] > 0)  # consistent orientation over time
-    # the fitted plate moves like the mean kinetochore along the normal
-    mean = gt.groupby("t")[["z_um", "y_um", "x_um"]].mean().to_numpy() @ normals.mean(axis=0)
-    np.testing.assert_allclose(plates["plate_position_um"], mean - mean.mean(), atol=0.1)
-
-
-def test_too_few_spots_for_a_plate_warns_not_crashes():
-    pts = np.array([[0, 0, 0], [0.9, 0, 0], [0, 2, 0], [0.9, 2, 0.0]])
-    t = np.array([0, 0, 1, 1])
-    with pytest.warns(PlateWarning, match=r"t=0 \(2 spots\), t=1 \(2 spots\)"):
-        plates = fit_plates(t, pts)
-    assert plates["plate_normal_z"].isna().all()
-    assert list(plates["plate_n_spots"]) == [2, 2]
-    # pairing goes on with the distance alone
-    df = points_frame(np.column_stack([t, pts / VOXEL]), VOXEL)
-    with pytest.warns(PlateWarning):
-        out = pair_table(df, VOXEL)
-    assert list(out["pair_id"]) == [0, 0, 1, 1]
-    with pytest.raises(InputError, match="fewer than the 6"):
-        fit_plate(pts)
-
-
-# --------------------------------------------------------------------------- pairing
 
 
 def test_per_frame_pairing_recovers_true_pairs(noisy):
@@ -186,67 +105,3 @@ def test_bad_input():
         pair_sisters(np.zeros((2, 2)))
     with pytest.raises(InputError, match="at most one point per frame"):
         pair_sisters(np.zeros((2, 3)), [0, 0], track_id=[3, 3])
-
-
-# --------------------------------------------------------------------------- delta
-
-
-def _channels(table: pd.DataFrame):
-    e = table[table["channel"] == 0].reset_index(drop=True)
-    m = table[table["channel"] == 1].reset_index(drop=True)
-    return e, m
-
-
-def test_delta_recovers_truth_and_estimates_chromatic_shift(movie, noisy):
-    shift_nm = np.array([120.0, -70.0, 40.0])
-    e, m = _channels(noisy)
-    m = m.copy()
-    m[["z", "y", "x"]] += shift_nm / 1000.0 / np.array(VOXEL)
-    e_tzyx, m_tzyx = e[["t", "z", "y", "x"]].to_numpy(), m[["t", "z", "y", "x"]].to_numpy()
-    # from the spots alone (the median over spots) ...
-    res = two_colour_delta(e_tzyx, m_tzyx, VOXEL)
-    assert res.shift_estimated
-    np.testing.assert_allclose(res.shift_nm, shift_nm, atol=20.0)
-    # ... and, tighter, over sister pairs, whose true deltas cancel
-    res = two_colour_delta(e_tzyx, m_tzyx, VOXEL, egfp_pair_id=e["pair_id"])
-    np.testing.assert_allclose(res.shift_nm, shift_nm, atol=8.0)
-    # one-to-one, and each EGFP spot is matched to its own mCherry spot
-    assert len(set(res.egfp_index)) == len(res.egfp_index) == len(set(res.mcherry_index))
-    same = e["track_id"].to_numpy()[res.egfp_index] == m["track_id"].to_numpy()[res.mcherry_index]
-    assert same.mean() > 0.99
-    assert len(res.egfp_index) > 0.9 * min(len(e), len(m))
-    # the per-frame error is set by the noise: sqrt(2) * 23 nm per axis
-    truth = movie.points.set_index(["t", "channel", "track_id"])[["z_um", "y_um", "x_um"]]
-    te = truth.loc[[(t, 0, k) for t, k in zip(e["t"], e["track_id"], strict=True)]].to_numpy()
-    tm = truth.loc[[(t, 1, k) for t, k in zip(m["t"], m["track_id"], strict=True)]].to_numpy()
-    true_delta = (tm[res.mcherry_index] - te[res.egfp_index]) * 1000
-    err = np.linalg.norm(res.delta_nm - true_delta, axis=1)
-    assert 35 < np.median(err) < 65
-    assert np.median(res.norm_nm) == pytest.approx(movie.params.mcherry_offset_nm, abs=35)
-
-
-def test_delta_without_noise_is_exact(movie):
-    e, m = _channels(movie.points)
-    res = two_colour_delta(
-        e[["t", "z", "y", "x"]].to_numpy(),
-        m[["t", "z", "y", "x"]].to_numpy(),
-        VOXEL,
-        chromatic_shift_nm=(0, 0, 0),
-    )
-    assert not res.shift_estimated
-    assert len(res.egfp_index) == len(e)
-    np.testing.assert_allclose(res.norm_nm, movie.params.mcherry_offset_nm, atol=1e-6)
-
-
-def test_delta_given_shift_and_bad_cutoff():
-    egfp = np.array([[0, 10, 20, 20]], dtype=float)
-    mch = egfp + [0, 1.0, 0, 0]  # 300 nm in z: beyond the 0.25 µm cutoff ...
-    res = two_colour_delta(egfp, mch, VOXEL, chromatic_shift_nm=(0, 0, 0))
-    assert len(res.egfp_index) == 0
-    res = two_colour_delta(egfp, mch, VOXEL, chromatic_shift_nm=(250, 0, 0))  # ... unless corrected
-    np.testing.assert_allclose(res.delta_nm, [[50.0, 0, 0]], atol=1e-9)
-    with pytest.raises(InputError, match="cutoff"):
-        two_colour_delta(egfp, mch, VOXEL, cutoff_um=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert len(two_colour_delta(egfp, np.zeros((0, 4)), VOXEL).egfp_index) == 0

@@ -40,6 +40,7 @@ __all__ = [
     "TrackingParams",
     "consistent_pair_ids",
     "link_accuracy",
+    "stable_pair_ids",
     "track_points",
     "track_table",
 ]
@@ -283,6 +284,76 @@ def consistent_pair_ids(
     return out
 
 
+def _pair_groups(frames: np.ndarray, tracks: np.ndarray, pair: np.ndarray) -> pd.DataFrame:
+    """One row per (frame, pair id): its first row and the two tracks it joins (or -1)."""
+    rows = np.flatnonzero(pair >= 0)
+    table = pd.DataFrame({"t": frames[rows], "pid": pair[rows], "track": tracks[rows], "row": rows})
+    tracked = table[table["track"] >= 0]
+    sets = tracked.groupby(["t", "pid"])["track"].agg(lambda s: tuple(sorted(set(s))))
+    groups = table.groupby(["t", "pid"])["row"].min().to_frame()
+    groups["key"] = sets.reindex(groups.index)
+    groups["key"] = [k if isinstance(k, tuple) and len(k) == 2 else None for k in groups["key"]]
+    return groups.reset_index().sort_values(["t", "row"], kind="stable")
+
+
+def stable_pair_ids(
+    t: np.ndarray | Sequence[float],
+    track_id: np.ndarray | Sequence[int],
+    pair_id: np.ndarray | Sequence[int],
+) -> np.ndarray:
+    """Give per-frame sister pairs one id along their two tracks; never change partners.
+
+    Pair ids that already span several frames are left as they are. An id used
+    in one frame only (as *Correct labels* and per-frame pairing give them)
+    whose two sisters are on two tracks takes the id of the same two tracks'
+    other frames: the multi-frame id of those tracks when there is one, else
+    the id of their first frame. Who is paired with whom is unchanged (unlike
+    :func:`consistent_pair_ids`, which votes).
+
+    Parameters
+    ----------
+    t : (N,) array
+        Frame of each point.
+    track_id : (N,) int array
+        Track of each point (-1: none).
+    pair_id : (N,) int array
+        Pair id (-1: unpaired). Rows of a second channel that carry their
+        kinetochore's track and pair ids are handled with it.
+
+    Returns
+    -------
+    (N,) int array
+
+    Examples
+    --------
+    >>> t = [0, 0, 1, 1, 2, 2]
+    >>> tracks = [0, 1, 0, 1, 0, 1]
+    >>> stable_pair_ids(t, tracks, [4, 4, 9, 9, 2, 2]).tolist()
+    [4, 4, 4, 4, 4, 4]
+    """
+    pair = np.asarray(pair_id, dtype=np.int64).reshape(-1)
+    tracks = np.asarray(track_id, dtype=np.int64).reshape(-1)
+    frames = _frames(t, len(pair))
+    if tracks.shape != pair.shape:
+        raise InputError("track_id and pair_id must have the same length")
+    groups = _pair_groups(frames, tracks, pair)
+    span = groups.groupby("pid")["t"].nunique()
+    single = groups["pid"].map(span).to_numpy() == 1
+    id_of: dict[tuple[int, int], int] = {}
+    keys_per_id = groups[~single].groupby("pid")["key"].agg(lambda s: set(s))
+    for pid, keys in keys_per_id.items():
+        if len(keys) == 1 and None not in keys:
+            id_of.setdefault(next(iter(keys)), int(pid))
+    new_id = {}
+    for frame, pid, key in groups.loc[single, ["t", "pid", "key"]].itertuples(index=False):
+        if key is not None:
+            new_id[(frame, pid)] = id_of.setdefault(key, int(pid))
+    out = pair.copy()
+    rows = np.flatnonzero(pair >= 0)
+    out[rows] = [new_id.get((f, p), p) for f, p in zip(frames[rows], pair[rows], strict=True)]
+    return out
+
+
 def track_table(
     points: pd.DataFrame,
     voxel_size_um: Sequence[float],
@@ -329,12 +400,8 @@ def track_table(
     >>> track_table(df, (0.3, 0.13, 0.13))["track_id"].tolist()
     [0, 0]
     """
-    from napari_kinetochores.analysis.pairing import (
-        _coords_um,
-        _match_other_channel,
-        _voxel,
-        kinetochore_rows,
-    )
+    from napari_kinetochores.analysis.delta import match_other_channel
+    from napari_kinetochores.analysis.inputs import coords_um, kinetochore_rows, voxel_array
 
     if "t" not in points.columns or points.attrs.get("has_time", True) is False:
         raise InputError(
@@ -342,16 +409,16 @@ def track_table(
             "needs the frame of every point (columns t,z,y,x)"
         )
     p = TrackingParams() if params is None else params
-    voxel = _voxel(voxel_size_um)
+    voxel = voxel_array(voxel_size_um)
     out = points.copy()
     kin = kinetochore_rows(out, channel)
     sub = out[kin]
     track = np.full(len(out), -1, dtype=np.int64)
-    track[kin] = track_points(sub["t"].to_numpy(), _coords_um(sub, voxel), p)
+    track[kin] = track_points(sub["t"].to_numpy(), coords_um(sub, voxel), p)
     other = np.flatnonzero(~kin)
     k_rows = np.flatnonzero(kin)
     if other.size and k_rows.size:
-        ik, io = _match_other_channel(out, k_rows, other, voxel)
+        ik, io = match_other_channel(out, k_rows, other, voxel)
         track[other[io]] = track[k_rows[ik]]
     out["track_id"] = track
     if "pair_id" in out.columns:
