@@ -5,7 +5,11 @@ kinetochore sister pairs in a metaphase plate, with the exact sub-voxel
 ground truth of every kinetochore in every frame. It is used to train and
 to benchmark detectors, so it is deterministic for a given seed (a
 ``numpy.random.Generator``; the global RNG is never touched) and it can be
-randomised widely (:func:`sample_params`, domain randomisation).
+randomised widely (:func:`sample_params`; :func:`random_params` adds real
+cameras, aberrations, prometaphase, preprocessed files and voxel sizes
+0.15–0.6 µm in z and 0.06–0.2 µm in y/x). Every option beyond the metaphase
+plate and the uniform camera is off by default, so default parameters give
+the same movie for the same seed as before they existed.
 
 What is modelled
 ----------------
@@ -27,6 +31,10 @@ Geometry
     sister is missing (each has its own ``pair_id``). Pairs that do not fit
     the volume are dropped, and the ``n_pairs`` closest to the plate axis are
     kept. The sister-separation and orientation parameters do not apply.
+    ``layout="ball"`` is prometaphase: pair centres uniform in a ball
+    (radius ~ ``cbrt(n_pairs)``), sister axes in random directions, and
+    kinetochores of different pairs at least ``min_kinetochore_distance_um``
+    apart (nearest neighbours mostly 0.3–0.5 µm).
 Motion
     The whole plate oscillates along its normal (sine, given amplitude and
     period in frames); each pair does a small random walk; each kinetochore
@@ -44,7 +52,11 @@ Optics
     axis), at sub-voxel positions. ``render_style="gaussian"`` is a 3D
     gaussian; ``"moffat"`` is a heavier-tailed, Moffat-like (β = 2.5) xy
     profile of the same FWHM with a longer z extent, to test domain shift.
-    Brightness varies between kinetochores (log-normal, given CV).
+    Brightness varies between kinetochores (log-normal, given CV). The PSF
+    is given in µm, so spots keep their physical size at any voxel size.
+    Optional depth-dependent aberration: the z sigma grows with depth, an
+    axial side lobe (axial asymmetry) takes a growing share of the light,
+    and a focal shift scales apparent axial distances.
 Background and clutter
     A uniform background, an out-of-focus haze (a broad smooth blob around the
     plate), and optional clutter: larger, dimmer-per-voxel blobs (out-of-focus
@@ -53,7 +65,15 @@ Camera
     Photobleaching (``exp(-bleach_rate * t)``) of everything but the uniform
     background, Poisson shot noise (``noise_model="emccd"`` adds the EM
     multiplication excess noise, a factor 2 on the shot-noise variance),
-    gaussian read noise, gain, camera offset, rounding and clipping to uint16.
+    optional saturation at a full well, gaussian read noise, gain, camera
+    offset, rounding and clipping to the ADC range (uint16). Optionally an
+    sCMOS fixed pattern: per-pixel offset, gain and read-noise maps drawn
+    once per movie for each sensor pixel (y, x), the same in every plane and
+    frame, with hot pixels, dead pixels and hot columns.
+Output
+    The camera's uint16 ADU, or as users' preprocessed files are:
+    background-subtracted and clipped at 0, 8-bit quantised, or rescaled
+    float32 (``background_percentile``, ``output_dtype``).
 
 Signal-to-noise ratio
 ---------------------
@@ -72,6 +92,8 @@ that this holds exactly for the rendered movie (the haze, set relative to the
 spot peak, enters the noise; the resulting equation is solved exactly).
 mCherry has the same background, so its SNR is roughly
 ``mcherry_rel_brightness * snr``. Later frames are dimmer (photobleaching).
+With an sCMOS fixed pattern ``read_noise_e`` is the median of the per-pixel
+read noise; with depth aberration the peak is that of the main PSF lobe.
 
 :data:`SNR_LEVELS` gives named levels. At ``"moderate"`` a simple LoG detector
 finds ~95 % of spots, at ``"low"`` it starts to struggle, and ``"very_low"``
@@ -84,7 +106,8 @@ moderate 0.95 / 0.92, high 0.97 / 0.95; the ceiling of that detector is
 Modules: :mod:`.params` (parameters, SNR levels, validation),
 :mod:`.layouts` (plate, pairs, motion), :mod:`.rendering` (PSF),
 :mod:`.camera` (noise chain), :mod:`.movies` (:func:`simulate_movie`),
-:mod:`.randomise` (:func:`sample_params`).
+:mod:`.randomise` (:func:`sample_params`, :func:`random_params`), and
+:mod:`.distributions` (shared random draws).
 
 Coordinates follow the package conventions: axes TCZYX, positions in float
 voxel coordinates with the voxel centre at the integer index, physical
@@ -105,20 +128,28 @@ from napari_kinetochores.simulate.movies import SimulatedMovie, simulate_movie
 from napari_kinetochores.simulate.params import (
     LAYOUTS,
     NOISE_MODELS,
+    OUTPUT_DTYPES,
     RENDER_STYLES,
     SNR_LEVELS,
     SimulationParams,
 )
-from napari_kinetochores.simulate.randomise import sample_params
+from napari_kinetochores.simulate.randomise import (
+    DomainRandomisation,
+    random_params,
+    sample_params,
+)
 from napari_kinetochores.simulate.rendering import render_spots
 
 __all__ = [
     "LAYOUTS",
     "NOISE_MODELS",
+    "OUTPUT_DTYPES",
     "RENDER_STYLES",
     "SNR_LEVELS",
+    "DomainRandomisation",
     "SimulatedMovie",
     "SimulationParams",
+    "random_params",
     "reference_layout_um",
     "render_spots",
     "sample_params",

@@ -1,6 +1,8 @@
 """Kinetochore positions: the plate, the sister pairs in it, and their motion.
 
-All positions here are in µm (z, y, x) in the volume's frame (voxel centre
+Layouts: ``"random"`` (a synthetic metaphase plate), ``"real"`` (the
+annotated real kinetochores) and ``"ball"`` (prometaphase: pairs spread in a
+ball, sister axes in random directions). All positions here are in µm (z, y, x) in the volume's frame (voxel centre
 of index 0 at 0 µm). A layout places sister pairs relative to the plate
 centre; :func:`move_kinetochores` turns it into per-frame positions of both
 channels.
@@ -334,9 +336,39 @@ def _random_layout(p: SimulationParams, rng: np.random.Generator, plate: PlateGe
     return _place_pairs(p, plate, _plate_draw(p, rng, plate.normal), spacing_ok)
 
 
+def _unit_vectors(rng: np.random.Generator, n: int) -> np.ndarray:
+    """(n, 3) directions uniform on the sphere."""
+    v = rng.standard_normal((n, 3))
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def _ball_draw(p: SimulationParams, rng: np.random.Generator) -> PairDraw:
+    """Candidate pairs with centres uniform in the ball and isotropic sister axes."""
+    radius = p.ball_radius()
+
+    def draw(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        c = (radius * np.cbrt(rng.random(n)))[:, None] * _unit_vectors(rng, n)
+        return c, _unit_vectors(rng, n), _sister_separations(p, rng, n)
+
+    return draw
+
+
+def _ball_layout(p: SimulationParams, rng: np.random.Generator, plate: PlateGeometry) -> Layout:
+    """Prometaphase: pairs in a ball, sister axes in every direction, kinetochores of
+    different pairs at least ``min_kinetochore_distance_um`` apart."""
+
+    def spacing_ok(c, sisters, centres, placed, relax):
+        diff = sisters[:, :, None, :] - placed[None, None, :, :]  # (n, 2, k, 3)
+        dist = np.sqrt(np.sum(diff**2, axis=-1))
+        return dist.min(axis=(1, 2)) >= p.min_kinetochore_distance_um * 0.8**relax
+
+    return _place_pairs(p, plate, _ball_draw(p, rng), spacing_ok)
+
+
 _LAYOUTS: dict[str, Callable[[SimulationParams, np.random.Generator, PlateGeometry], Layout]] = {
     "random": _random_layout,
     "real": _real_layout,
+    "ball": _ball_layout,
 }
 
 
@@ -369,4 +401,13 @@ def move_kinetochores(
     jitter = p.spot_jitter_sd_um * rng.standard_normal((n_t, n_k, 3))
     egfp_um = plate_centre_t[:, None, :] + layout.pos_um[None] + walk[:, layout.pair_index] + jitter
     mcherry_um = egfp_um + (p.mcherry_offset_nm / 1000.0) * layout.outward[None]
-    return Trajectories(plate_centre_t, egfp_um, mcherry_um)
+    tracks = Trajectories(plate_centre_t, egfp_um, mcherry_um)
+    if p.focal_shift_scale != 1.0:
+        _focal_shift(tracks, plate.centre_um[0], p.focal_shift_scale)
+    return tracks
+
+
+def _focal_shift(tracks: Trajectories, centre_z_um: float, scale: float) -> None:
+    """Scale axial distances from ``centre_z_um`` by ``scale`` in place (apparent positions)."""
+    for positions in (tracks.plate_centre_um, tracks.egfp_um, tracks.mcherry_um):
+        positions[..., 0] = centre_z_um + scale * (positions[..., 0] - centre_z_um)

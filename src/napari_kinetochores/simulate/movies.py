@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from napari_kinetochores.simulate.camera import to_adu
+from napari_kinetochores.simulate.camera import draw_camera, preprocess, to_adu
+from napari_kinetochores.simulate.distributions import lognormal
 from napari_kinetochores.simulate.layouts import (
     Layout,
     PlateGeometry,
@@ -26,7 +27,12 @@ from napari_kinetochores.simulate.layouts import (
     random_walk,
 )
 from napari_kinetochores.simulate.params import SimulationParams
-from napari_kinetochores.simulate.rendering import gaussian_blob, peak_fraction, render_spots
+from napari_kinetochores.simulate.rendering import (
+    gaussian_blob,
+    main_peak_fraction,
+    psf_lobes,
+    render_spots,
+)
 
 __all__ = ["SimulatedMovie", "simulate_movie"]
 
@@ -64,7 +70,9 @@ class SimulatedMovie:
     Attributes
     ----------
     image
-        (T, C, Z, Y, X) uint16 in ADU, C = 2: channel 0 EGFP, channel 1 mCherry.
+        (T, C, Z, Y, X), C = 2: channel 0 EGFP, channel 1 mCherry. uint16 in
+        ADU, unless ``params`` asks for preprocessed output
+        (``background_percentile``, ``output_dtype``: uint8 or float32).
     points
         Ground truth, one row per kinetochore per frame per channel, sorted by
         t, channel, track_id. Columns: ``t`` (int), ``z, y, x`` (float voxel
@@ -118,12 +126,6 @@ class _Clutter:
     sigma_vox: list[np.ndarray]
 
 
-def _lognormal(rng: np.random.Generator, cv: float, size: int) -> np.ndarray:
-    """Log-normal samples with mean 1 and coefficient of variation ``cv``."""
-    s2 = math.log1p(cv**2)
-    return np.exp(math.sqrt(s2) * rng.standard_normal(size) - s2 / 2)
-
-
 # --------------------------------------------------------------------------- brightness
 
 
@@ -141,17 +143,6 @@ def _haze_at_spots(spots_vox: np.ndarray, centre_vox: np.ndarray, sigma_vox: np.
     return float(np.mean(np.exp(-0.5 * np.sum(d**2, axis=1))))
 
 
-def _mean_peak_e(p: SimulationParams, haze_at_spots: float) -> float:
-    """Mean EGFP spot peak P (e-) that gives ``p.snr``, haze included in the noise.
-
-    Solves P^2 = snr^2 * (F * (bg + haze_rel * P * h) + read^2) for P.
-    """
-    fano = 2.0 if p.noise_model == "emccd" else 1.0
-    a = p.snr**2 * fano * p.haze_rel * haze_at_spots
-    c = p.snr**2 * (fano * p.background_e + p.read_noise_e**2)
-    return (a + math.sqrt(a * a + 4 * c)) / 2
-
-
 def _kinetochore_spots(
     p: SimulationParams, rng: np.random.Generator, tracks: Trajectories
 ) -> _Spots:
@@ -160,16 +151,16 @@ def _kinetochore_spots(
     pos_vox = [tracks.egfp_um / voxel, tracks.mcherry_um / voxel]
     n_k = pos_vox[0].shape[1]
     sigma_vox = [p.psf_sigma_vox(0), p.psf_sigma_vox(1)]
-    b_egfp = _lognormal(rng, p.brightness_cv, n_k)
-    b_mch = b_egfp * _lognormal(rng, p.brightness_cv / 2, n_k)
+    b_egfp = lognormal(rng, p.brightness_cv, n_k)
+    b_mch = b_egfp * lognormal(rng, p.brightness_cv / 2, n_k)
     haze_sigma_vox = _haze_sigma_vox(p)
     haze = _haze_at_spots(pos_vox[0][0], tracks.plate_centre_um[0] / voxel, haze_sigma_vox)
-    peak_e = _mean_peak_e(p, haze)
+    peak_e = p.mean_spot_peak_e(haze)
     peak_ch = [peak_e, peak_e * p.mcherry_rel_brightness]
     amps = []
     for ch, b in enumerate((b_egfp, b_mch)):
         if n_k:
-            pf = peak_fraction(pos_vox[ch][0], sigma_vox[ch], p.render_style, p.moffat_z_scale)
+            pf = main_peak_fraction(p, pos_vox[ch][0], sigma_vox[ch])
             amps.append(b * peak_ch[ch] / float(np.mean(b * pf)))
         else:
             amps.append(np.zeros(0))
@@ -208,14 +199,14 @@ def _place_clutter(
     starts = _clutter_starts_um(p, rng, plate, tracks.egfp_um[0])
     n_c = p.n_clutter
     scale = rng.uniform(*p.clutter_size_range, size=n_c)
-    peak = p.clutter_rel * _lognormal(rng, 0.3, n_c)
+    peak = p.clutter_rel * lognormal(rng, 0.3, n_c)
     in_ch1 = rng.random(n_c) < 0.5
     clutter_um = starts[None] + random_walk(rng, p.motion_sd_um, p.n_frames, n_c)  # (T, N, 3)
     pos_vox = clutter_um / np.asarray(p.voxel_size_um)
     amps, sigmas = [], []
     for ch in range(2):
         sig = scale[:, None] * spots.sigma_vox[ch][None, :]
-        pf = peak_fraction(pos_vox[0], sig, p.render_style, p.moffat_z_scale)
+        pf = main_peak_fraction(p, pos_vox[0], sig)
         amp = peak * spots.peak_e[ch] / np.maximum(pf, 1e-12)
         if ch == 1:
             amp = np.where(in_ch1, amp, 0.0)
@@ -238,14 +229,13 @@ def _expected_e(
     """Expected photo-electrons (Z, Y, X) float32 of channel ``ch`` in frame ``t``."""
     fade = math.exp(-p.bleach_rate * t)
     style = {"style": p.render_style, "moffat_z_scale": p.moffat_z_scale}
-    expected = render_spots(
-        p.shape_zyx, spots.pos_vox[ch][t], spots.amp_e[ch] * fade, spots.sigma_vox[ch], **style
-    )
+    expected = np.zeros(p.shape_zyx, dtype=np.float32)
+    sources = [(spots.pos_vox[ch][t], spots.amp_e[ch], spots.sigma_vox[ch])]
     if p.n_clutter:
-        amp = clutter.amp_e[ch] * fade
-        render_spots(
-            p.shape_zyx, clutter.pos_vox[t], amp, clutter.sigma_vox[ch], **style, out=expected
-        )
+        sources.append((clutter.pos_vox[t], clutter.amp_e[ch], clutter.sigma_vox[ch]))
+    for pos, amp, sigma in sources:
+        for lobe in psf_lobes(p, pos, amp * fade, sigma):
+            render_spots(p.shape_zyx, *lobe, **style, out=expected)
     expected += np.float32(p.background_e)
     if haze is not None:
         expected += np.float32(p.haze_rel * spots.peak_e[ch] * fade) * haze
@@ -335,7 +325,7 @@ def simulate_movie(params: SimulationParams | None = None, seed: int = 0) -> Sim
     Returns
     -------
     SimulatedMovie
-        ``image`` (T, 2, Z, Y, X) uint16, ``points`` (ground truth of both
+        ``image`` (T, 2, Z, Y, X) uint16 (or ``params.output_dtype``), ``points`` (ground truth of both
         channels, voxel and µm coordinates), ``params``, ``clutter``.
 
     Examples
@@ -353,14 +343,17 @@ def simulate_movie(params: SimulationParams | None = None, seed: int = 0) -> Sim
     tracks = move_kinetochores(p, rng, plate, layout)
     spots = _kinetochore_spots(p, rng, tracks)
     clutter = _place_clutter(p, rng, plate, tracks, spots)
+    camera = draw_camera(p, rng)
     image = np.empty((p.n_frames, 2) + p.shape_zyx, dtype=np.uint16)
     truth, clutter_truth = [], []
     for t in range(p.n_frames):
         haze = _haze(p, t, tracks, spots)
         for ch in range(2):
-            image[t, ch] = to_adu(_expected_e(p, t, ch, spots, clutter, haze), p, rng)
+            expected = _expected_e(p, t, ch, spots, clutter, haze)
+            image[t, ch] = to_adu(expected, camera, p, rng)
             truth.append(_truth_rows(p, t, ch, spots, layout))
             if p.n_clutter:
                 clutter_truth.append(_clutter_rows(p, t, ch, clutter))
     points = _collect(truth, _POINT_COLUMNS, sort=True)
-    return SimulatedMovie(image, points, p, _collect(clutter_truth, _CLUTTER_COLUMNS, sort=False))
+    clutter_points = _collect(clutter_truth, _CLUTTER_COLUMNS, sort=False)
+    return SimulatedMovie(preprocess(image, p), points, p, clutter_points)
