@@ -317,6 +317,15 @@ def to_tczyx(array: Any, axes: str, *, path: str | Path | None = None) -> Any:
     >>> to_tczyx(np.zeros((5, 2, 16, 16)), "ZCYX").shape
     (1, 2, 5, 16, 16)
     """
+    letters = _axis_letters(axes, array, path)
+    order = [letters.index(c) for c in TCZYX if c in letters]
+    out = array.transpose(order)
+    index = tuple(slice(None) if c in letters else None for c in TCZYX)
+    return out[index]
+
+
+def _axis_letters(axes: Any, array: Any, path: str | Path | None) -> str:
+    """``axes`` checked against ``array``, in upper case with S as C (see :func:`to_tczyx`)."""
     if not isinstance(axes, str) or not axes:
         raise InputError(f"axes must be a string of letters such as 'TZCYX', got {axes!r}", path)
     letters = axes.strip().upper()
@@ -355,10 +364,7 @@ def to_tczyx(array: Any, axes: str, *, path: str | Path | None = None) -> Any:
             f"(array shape {shape})",
             path,
         )
-    order = [letters.index(c) for c in TCZYX if c in letters]
-    out = array.transpose(order)
-    index = tuple(slice(None) if c in letters else None for c in TCZYX)
-    return out[index]
+    return letters
 
 
 def _guess_axes(ndim: int, shape: tuple, path: Path) -> str:

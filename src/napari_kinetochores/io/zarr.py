@@ -280,8 +280,6 @@ def write_zarr(
     >>> write_zarr("movie.ome.zarr", np.zeros((2, 1, 5, 16, 16), np.uint16),
     ...            (0.3, 0.13, 0.13))  # doctest: +SKIP
     """
-    import zarr
-
     path = Path(path)
     voxel = validate_voxel_size(voxel_size_um, path)
     data = check_tczyx_array(data_tczyx)
@@ -291,22 +289,14 @@ def write_zarr(
     chunk_shape = _chunk_shape(chunks, shape, path)
     dtype = np.dtype(data.dtype)
 
+    if ome:
+        attrs = _ngff_attrs(path, voxel, channel_names, shape[1], zarr_format)
+    else:
+        attrs = {"axes": TCZYX, "voxel_size_um": list(voxel)}
+
     tmp = temp_path_beside(path, ".zarr")
     try:
-        if ome:
-            attrs = _ngff_attrs(path, voxel, channel_names, shape[1], zarr_format)
-            group = zarr.open_group(str(tmp), mode="w", zarr_format=zarr_format)
-            array = group.create_array("0", shape=shape, dtype=dtype, chunks=chunk_shape)
-            group.attrs.update(attrs)
-        else:
-            array = zarr.create_array(
-                store=str(tmp),
-                shape=shape,
-                dtype=dtype,
-                chunks=chunk_shape,
-                zarr_format=zarr_format,
-            )
-            array.attrs.update({"axes": TCZYX, "voxel_size_um": list(voxel)})
+        array = _empty_store(tmp, shape, dtype, chunk_shape, zarr_format, ome=ome, attrs=attrs)
         for t in range(shape[0]):
             array[t] = np.asarray(data[t])
         _replace_dir(tmp, path)
@@ -314,6 +304,31 @@ def write_zarr(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def _empty_store(
+    path: Path,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    chunks: tuple[int, ...],
+    zarr_format: int,
+    *,
+    ome: bool,
+    attrs: dict[str, Any],
+) -> Any:
+    """A new zarr array at ``path`` with ``attrs``; for OME, level ``"0"`` of a group holding them."""
+    import zarr
+
+    if ome:
+        group = zarr.open_group(str(path), mode="w", zarr_format=zarr_format)
+        array = group.create_array("0", shape=shape, dtype=dtype, chunks=chunks)
+        group.attrs.update(attrs)
+        return array
+    array = zarr.create_array(
+        store=str(path), shape=shape, dtype=dtype, chunks=chunks, zarr_format=zarr_format
+    )
+    array.attrs.update(attrs)
+    return array
 
 
 def _chunk_shape(chunks: Sequence[int] | None, shape: tuple[int, ...], path: Path) -> tuple:
