@@ -73,6 +73,22 @@ def robust_noise_sigma(values: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(sample - median)))
 
 
+def response_noise_sigma(response: np.ndarray, frame_zyx: np.ndarray) -> float:
+    """Noise sigma of a DoG response; on a frame clipped at a floor, only where it has signal.
+
+    A background-subtracted frame is mostly exactly 0, and so is its
+    response there: the MAD of all voxels would be about 0 and every faint
+    voxel of the cell a "spot". Voxels at the floor
+    (:func:`napari_kinetochores.core.normalize.clipped_floor`) are left out.
+    """
+    from napari_kinetochores.core.normalize import clipped_floor
+
+    floor = clipped_floor(frame_zyx)
+    if floor is None:
+        return robust_noise_sigma(response)
+    return robust_noise_sigma(response[np.asarray(frame_zyx) > floor])
+
+
 def detect_spots_classical(
     frame_zyx: np.ndarray,
     voxel_size_um: Sequence[float],
@@ -120,7 +136,7 @@ def detect_spots_classical(
     if data.ndim != 3:
         raise InputError(f"classical detection needs a (Z, Y, X) frame, got shape {data.shape}")
     response = dog_response(data, voxel_size_um, spot_sigma_um)
-    noise = robust_noise_sigma(response)
+    noise = response_noise_sigma(response, data)
     if noise <= 0:  # constant frame: nothing can be a spot
         return np.zeros((0, 3)), np.zeros(0)
     score = response / noise
@@ -152,7 +168,7 @@ class ClassicalDetector:
         """The detector for these options (there is nothing to load)."""
         return cls()
 
-    def for_volume(self, volume) -> ClassicalDetector:
+    def for_volume(self, volume, channel: int = 0) -> ClassicalDetector:
         """The same detector for every movie."""
         return self
 
@@ -187,7 +203,7 @@ class ClassicalDetector:
             )
             found.append((channel, coords, scores))
             if on_prediction is not None:
-                maps.append(_score_map(frame, voxel))
+                maps.append(score_map(frame, voxel))
         if on_prediction is not None:
             on_prediction(t, np.stack(maps))
         return found
@@ -213,10 +229,22 @@ class ClassicalDetector:
         return found
 
 
-def _score_map(frame_zyx: np.ndarray, voxel_size_um: Sequence[float]) -> np.ndarray:
-    """DoG response over its robust noise sigma (zeros for a constant frame), float32."""
-    response = dog_response(np.asarray(frame_zyx, np.float32), voxel_size_um)
-    noise = robust_noise_sigma(response)
+def score_map(frame_zyx: np.ndarray, voxel_size_um: Sequence[float]) -> np.ndarray:
+    """The classical score map: DoG response over its noise sigma (zeros for a constant frame).
+
+    Parameters
+    ----------
+    frame_zyx : (Z, Y, X) array
+    voxel_size_um : (3,) sequence
+        Voxel size (z, y, x) in µm.
+
+    Returns
+    -------
+    (Z, Y, X) float32 array, in noise sigmas (a local SNR).
+    """
+    data = np.asarray(frame_zyx, np.float32)
+    response = dog_response(data, voxel_size_um)
+    noise = response_noise_sigma(response, data)
     if noise <= 0:
         return np.zeros(response.shape, np.float32)
     return (response / noise).astype(np.float32, copy=False)

@@ -110,29 +110,41 @@ class UNetDetector:
             precision=options.precision,
             test_time_flips=options.test_time_flips,
         )
+        if options.all_channels and len(detector.config.detected_channels) < 2:
+            raise InputError(
+                f"model {detector.loaded.path.name} detects the kinetochore channel only, so it "
+                "cannot report the second marker's spots (--all-channels); use --method "
+                "classical for those, or a model trained to detect both channels"
+            )
         bundled_default = options.model in (None, DEFAULT_MODEL_NAME)
         if bundled_default and detector.config.temporal_window > 1:
             if bundled_model_path(SINGLE_FRAME_MODEL, must_exist=False) is not None:
                 detector.short_movie_model = SINGLE_FRAME_MODEL
         return detector
 
-    def for_volume(self, volume) -> UNetDetector:
-        """The detector to use on this movie: this one, or the single-frame model for short movies.
+    def for_volume(self, volume, channel: int = 0) -> UNetDetector:
+        """The detector to use on this movie: this one, or the single-frame model.
 
-        A temporal model fed a movie shorter than its window sees the same
-        frame repeated, so its noise looks like a steady spot and it reports
-        false detections (measured: docs/benchmarks.md). The bundled default
-        therefore hands such movies to the bundled single-frame model, with a
-        warning; an explicitly chosen temporal model only warns.
+        A temporal model reads the neighbouring frames as extra evidence. Fed
+        a movie shorter than its window it sees the same frame repeated, so
+        its noise looks like a steady spot; fed frames that are not
+        continuous (independent images stacked along T, large motion) it
+        reports spots that only the neighbours contain (measured:
+        docs/benchmarks.md). The bundled default therefore hands such movies
+        to the bundled single-frame model, with a warning; an explicitly
+        chosen temporal model only warns.
         """
         window = self.config.temporal_window
-        if volume.n_frames >= window:
+        if window <= 1:
+            return self
+        problem = self._temporal_problem(volume, channel)
+        if problem is None:
             return self
         if self.short_movie_model is None:
             warnings.warn(
-                f"{volume.path}: model {self.loaded.path.name} reads {window} frames but the movie has "
-                f"{volume.n_frames}; repeated frames make its noise look like spots (more false "
-                "detections); prefer a single-frame model (--model single_frame)",
+                f"{volume.path}: model {self.loaded.path.name} reads {window} frames but {problem}; "
+                "it may report spots of the neighbouring frames (more false detections); prefer "
+                "a single-frame model (--model single_frame)",
                 stacklevel=2,
             )
             return self
@@ -145,13 +157,30 @@ class UNetDetector:
                 precision=self.precision,
                 test_time_flips=self.test_time_flips,
             )
-            warnings.warn(
-                f"{volume.path}: the movie has {volume.n_frames} frame(s), fewer than the "
-                f"{window} the default model reads; using the bundled {self.short_movie_model!r} "
-                "model instead",
-                stacklevel=2,
-            )
+        warnings.warn(
+            f"{volume.path}: {problem}; the default model reads {window} frames, so the "
+            f"bundled {self.short_movie_model!r} model is used instead",
+            stacklevel=2,
+        )
         return self._short_movie_detector
+
+    def _temporal_problem(self, volume, channel: int) -> str | None:
+        """Why this movie cannot feed a temporal model (None if it can)."""
+        from napari_kinetochores.core.preprocess import MIN_CONTINUITY, temporal_continuity
+
+        window = self.config.temporal_window
+        if volume.n_frames < window:
+            return (
+                f"the movie has {volume.n_frames} frame(s), fewer than the {window} the model "
+                "reads (repeated frames make its noise look like spots)"
+            )
+        continuity = temporal_continuity(volume, channel)
+        if continuity is not None and continuity < MIN_CONTINUITY:
+            return (
+                f"its frames are not continuous (only {100 * continuity:.0f} % of one frame's "
+                "spot signal is in the next: independent images, or large motion between frames)"
+            )
+        return None
 
     def check_input(self, volume, channel: int = 0) -> None:
         """Fail early, naming the file, when the movie cannot feed this model."""

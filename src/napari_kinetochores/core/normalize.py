@@ -65,6 +65,12 @@ def noise_statistics(rows: np.ndarray | Sequence[np.ndarray]) -> tuple[float, fl
     equal neighbours (MAD 0) fall back to the standard deviation of the
     differences; a constant volume gives sigma 0.
 
+    Background-subtracted data clipped at a floor (many voxels exactly at the
+    minimum, see :func:`clipped_floor`) are measured where they are above it:
+    the background is the median of those voxels and the noise comes from
+    neighbours both above the floor, so the empty, noiseless floor neither
+    pulls the noise towards 0 nor makes every faint voxel look like a spot.
+
     Parameters
     ----------
     rows : (R, X) array, or a list of such arrays (e.g. rows of several tiles)
@@ -80,8 +86,16 @@ def noise_statistics(rows: np.ndarray | Sequence[np.ndarray]) -> tuple[float, fl
         raise InputError("empty volume")
     if not np.all(np.isfinite(values)):
         raise InputError("volume contains NaN or infinite values")
-    background = float(np.median(values))
-    differences = np.concatenate([np.diff(b, axis=-1).ravel() for b in blocks])
+    floor = clipped_floor(values)
+    if floor is not None:  # background subtracted and clipped: measure where there is signal
+        live = values[values > floor]
+        background = float(np.median(live)) if live.size else floor
+        differences = np.concatenate(
+            [np.diff(b, axis=-1)[(b[:, 1:] > floor) & (b[:, :-1] > floor)] for b in blocks]
+        )
+    else:
+        background = float(np.median(values))
+        differences = np.concatenate([np.diff(b, axis=-1).ravel() for b in blocks])
     if differences.size == 0:
         return background, float(np.std(values))
     centre = float(np.median(differences))
@@ -146,3 +160,37 @@ def normalize_noise(
     return out
 
 
+FLOOR_FRACTION = 0.2
+"""Share of voxels at exactly the minimum above which data count as clipped at a floor
+(camera data with an offset have almost none: a noisy background rarely repeats its minimum)."""
+
+
+def clipped_floor(values: np.ndarray) -> float | None:
+    """The floor a background-subtracted volume was clipped at, or None if it was not clipped.
+
+    Parameters
+    ----------
+    values : array
+        Intensities (any shape), finite.
+
+    Returns
+    -------
+    float or None
+        The minimum when at least :data:`FLOOR_FRACTION` of the voxels equal
+        it (e.g. 0 after "subtract background, clip negatives"), else None.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> clipped_floor(rng.normal(100, 5, 10_000)) is None
+    True
+    >>> clipped_floor(np.maximum(rng.normal(0, 5, 10_000) - 5, 0))
+    0.0
+    """
+    flat = np.asarray(values).ravel()
+    if flat.size == 0:
+        return None
+    floor = flat.min()
+    if np.count_nonzero(flat == floor) < FLOOR_FRACTION * flat.size:
+        return None
+    return float(floor)

@@ -68,20 +68,42 @@ def points_table(
     return pd.concat(parts, ignore_index=True)
 
 
-def prepare_detector(volume, options: DetectionOptions, detector=None):
+def prepare_detector(volume, options: DetectionOptions, detector=None, first_frame: int = 0):
     """The detector to run on ``volume``: loaded (unless given), chosen and checked for it.
 
     Applies the model-choice rules (e.g. the bundled default hands a movie
-    shorter than its temporal window to the single-frame model, with a
-    warning) and fails early, naming the file, on a movie it cannot read.
+    shorter than its temporal window, or whose frames are not continuous, to
+    the single-frame model, with a warning), fails early, naming the file, on
+    a movie it cannot read, and warns when the data look preprocessed
+    (background subtracted and clipped, quantised).
     """
+    from napari_kinetochores.core.preprocess import central_sample, describe_preprocessing
+
     check_method(options.method)
     check_channel(volume, options.channel)
     if detector is None:
         detector = get_detector(options)
-    detector = detector.for_volume(volume)
+    detector = detector.for_volume(volume, options.channel)
     detector.check_input(volume, options.channel)
+    note = describe_preprocessing(central_sample(volume, first_frame, options.channel))
+    if note is not None:
+        warnings.warn(
+            f"{volume.path}: the data look preprocessed: {note}. Noise and background are "
+            "measured above the floor; raw camera data detect best",
+            stacklevel=2,
+        )
     return detector
+
+
+def corrected(volume):
+    """The movie as detectors read it: sensor defects (hot pixels, hot columns) removed.
+
+    See :class:`napari_kinetochores.core.preprocess.CorrectedVolume`; frames
+    without defects are read unchanged. Frames read in tiles are not corrected.
+    """
+    from napari_kinetochores.core.preprocess import CorrectedVolume
+
+    return volume if isinstance(volume, CorrectedVolume) else CorrectedVolume(volume)
 
 
 def detect_frame(
@@ -107,6 +129,7 @@ def detect_frame(
         The frame's point table (see :func:`points_table`) and whether the
         frame was tiled.
     """
+    volume = corrected(volume)
     n_voxels = int(np.prod(volume.shape[2:]))
     if detector.tileable and max_frame_voxels and n_voxels > max_frame_voxels:
         found = detector.detect_tiled(volume, t, options, core_shape, map_writer)
@@ -161,7 +184,8 @@ def iter_detections(
     [(0, 0), (1, 0)]
     """
     selected = frame_range(volume.n_frames, frames)
-    detector = prepare_detector(volume, options, detector)
+    volume = corrected(volume)
+    detector = prepare_detector(volume, options, detector, selected[0] if selected else 0)
     for t in selected:
         if cancelled is not None and cancelled():
             return

@@ -239,18 +239,25 @@ def classical_noise_sigma(
     tiles' cores, where the response is exact.
     """
     from napari_kinetochores.backends.classical import dog_response, robust_noise_sigma
+    from napari_kinetochores.core.normalize import clipped_floor
 
     shape = volume.shape[2:]
     voxel = tuple(volume.voxel_size_um)
     if tiles is None:
         tiles = tile_grid(shape, core_shape, classical_halo(voxel, 0.0))
     step = _subsample_step(int(np.prod(shape)), 2_000_000, 1_000_000)
-    samples = []
+    samples, inputs = [], []
     for tile in tiles:
-        response = dog_response(read_region(volume, t, channel, tile.read), voxel)
+        block = read_region(volume, t, channel, tile.read)
+        response = dog_response(block, voxel)
         samples.append(_strided_pick(response[tile.core_in_read], tile.core_start, shape, step))
-        del response
-    return robust_noise_sigma(np.concatenate(samples))
+        inputs.append(_strided_pick(block[tile.core_in_read], tile.core_start, shape, step))
+        del response, block
+    samples, inputs = np.concatenate(samples), np.concatenate(inputs)
+    floor = clipped_floor(inputs)  # a background-subtracted frame: see response_noise_sigma
+    if floor is not None:
+        samples = samples[inputs > floor]
+    return robust_noise_sigma(samples)
 
 
 def detect_classical_tiled(
@@ -391,7 +398,6 @@ def detect_unet_tiled(
     from napari_kinetochores.core.peaks import _radius_voxels
     from napari_kinetochores.nn.data import temporal_indices
 
-    detector = detector.for_volume(volume)
     shape = volume.shape[2:]
     voxel = tuple(volume.voxel_size_um)
     min_distance = (

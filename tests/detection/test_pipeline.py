@@ -1,0 +1,86 @@
+"""The one frame loop and the detector registry."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from napari_kinetochores.backends import METHODS, detector_class, get_detector
+from napari_kinetochores.core.targets import gaussian_heatmap
+from napari_kinetochores.detection import (
+    DetectionOptions,
+    detect_frame,
+    detect_movie,
+    iter_detections,
+    prepare_detector,
+)
+from napari_kinetochores.errors import InputError
+from napari_kinetochores.io import volume_from_array
+
+VOXEL = (0.3, 0.13, 0.13)
+
+
+def _movie(seed: int, n_frames: int, independent: bool, n_channels: int = 1, snr: float = 40.0):
+    rng = np.random.default_rng(seed)
+    shape = (24, 96, 96)
+    centres = rng.uniform([5, 10, 10], [19, 86, 86], (16, 3))
+    frames = []
+    for _ in range(n_frames):
+        if independent:
+            centres = rng.uniform([5, 10, 10], [19, 86, 86], (16, 3))
+        image = snr * gaussian_heatmap(centres, shape, VOXEL, (0.25, 0.1, 0.1))
+        frames.append([image + rng.normal(100, 4, shape) for _ in range(n_channels)])
+    return volume_from_array(np.asarray(frames, np.float32), VOXEL)
+
+
+def test_registry_knows_every_method_and_refuses_others():
+    assert METHODS[0] == "unet" and set(METHODS) == {"unet", "classical", "stardist"}
+    assert detector_class("classical").method == "classical"
+    with pytest.raises(InputError, match="unknown method"):
+        get_detector(DetectionOptions(method="log"))
+
+
+def test_frame_loop_equals_one_frame_at_a_time_and_tiled():
+    volume = _movie(1, 2, independent=False)
+    options = DetectionOptions(method="classical")
+    whole = detect_movie(volume, options, progress=False)
+    detector = prepare_detector(volume, options)
+    for t in range(2):
+        table, tiled = detect_frame(volume, t, options, detector)
+        assert not tiled
+        expected = whole[whole["t"] == t].reset_index(drop=True)
+        assert table.equals(expected)
+        table, tiled = detect_frame(
+            volume, t, options, detector, max_frame_voxels=1, core_shape=(None, 40, 40)
+        )
+        assert tiled and np.array_equal(table[["z", "y", "x"]], expected[["z", "y", "x"]])
+
+
+def test_score_maps_reach_on_prediction_for_classical():
+    volume = _movie(2, 1, independent=False, n_channels=2)
+    maps = {}
+    options = DetectionOptions(method="classical", all_channels=True)
+    list(iter_detections(volume, options, on_prediction=lambda t, m: maps.setdefault(t, m)))
+    assert maps[0].shape == (2, 24, 96, 96) and maps[0].dtype == np.float32
+
+
+def test_unet_refuses_all_channels_it_cannot_detect():
+    volume = _movie(3, 3, independent=False, n_channels=2)
+    with pytest.raises(InputError, match="all-channels"):
+        list(iter_detections(volume, DetectionOptions(all_channels=True)))
+
+
+@pytest.mark.slow
+def test_default_model_is_not_fed_independent_frames():
+    """Independent 3D images stacked along T go to the single-frame model, with a warning."""
+    independent = _movie(4, 3, independent=True)
+    continuous = _movie(5, 3, independent=False)
+    options = DetectionOptions()
+    with pytest.warns(UserWarning, match="not continuous"):
+        detector = prepare_detector(independent, options)
+    assert detector.config.temporal_window == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert prepare_detector(continuous, options).config.temporal_window > 1
