@@ -10,23 +10,22 @@ It comes from the file's metadata where present, from the caller
 which reads what the file holds into a :class:`RawVolume` (array, axes and
 voxel size as stored) and writes it:
 
-=====================  ================================  ===========================
-suffix                 format                            module
-=====================  ================================  ===========================
-``.tif``, ``.tiff``    TIFF, ImageJ hyperstack; voxel    :mod:`.tiff`
-                       size from the ImageJ ``spacing``
-                       /``unit`` and X/YResolution
-``.ome.tif(f)``        OME-TIFF; voxel size from         :mod:`.tiff`
+=====================  ====================================  =============
+suffix                 format                                module
+=====================  ====================================  =============
+``.tif``, ``.tiff``    TIFF, ImageJ hyperstack; voxel size   :mod:`.tiff`
+                       from the ImageJ ``spacing``/``unit``
+                       and X/YResolution
+``.ome.tif(f)``        OME-TIFF; voxel size from             :mod:`.tiff`
                        ``PhysicalSize{X,Y,Z}``
-``.zarr`` (folder)     OME-Zarr (NGFF 0.4 on zarr v2,    :mod:`.zarr`
-                       NGFF 0.5 on zarr v3), a plain
-                       zarr array, or a group holding
-                       one array. Lazy.
-``.h5``, ``.hdf5``     HDF5 dataset (``dataset=``);      :mod:`.hdf5`
-                       ilastik ``exported_data``
-                       defaults to ZYXC / TZYXC. Lazy.
-``.npy``               NumPy array, memory-mapped.       :mod:`.npy`
-=====================  ================================  ===========================
+``.zarr`` (folder)     OME-Zarr (NGFF 0.4 on zarr v2, NGFF   :mod:`.zarr`
+                       0.5 on zarr v3), a plain zarr array,
+                       or a group holding one array. Lazy.
+``.h5``, ``.hdf5``     HDF5 dataset (``dataset=``); ilastik  :mod:`.hdf5`
+                       ``exported_data`` defaults to ZYXC /
+                       TZYXC. Lazy.
+``.npy``               NumPy array, memory-mapped.           :mod:`.npy`
+=====================  ====================================  =============
 
 This module holds what they share: :class:`Volume`, :class:`RawVolume`, axis
 reordering (:func:`to_tczyx`), voxel-size checks and units, and the
@@ -448,11 +447,11 @@ def _raw_reader(kind: str) -> Callable[..., RawVolume]:
     # The format modules build on this one (RawVolume, units), so they are
     # imported here rather than at the top, where they would import each other.
     from napari_kinetochores.io import hdf5, npy, tiff
-    from napari_kinetochores.io import zarr as zarr_format
+    from napari_kinetochores.io import zarr as zarr_io
 
     readers = {
         "tiff": tiff.read_raw_tiff,
-        "zarr": zarr_format.read_raw_zarr,
+        "zarr": zarr_io.read_raw_zarr,
         "hdf5": hdf5.read_raw_hdf5,
         "npy": npy.read_raw_npy,
     }
