@@ -246,6 +246,25 @@ def test_unsupported_simulate_output(tmp_path, capsys):
     _fails_naming(capsys, [*argv, "--frames", "1", "--shape", "8", "32", "32"], "movie.xyz")
 
 
+def test_simulate_layout_and_set_options(tmp_path, capsys):
+    from napari_kinetochores.io import read_volume
+
+    image, gt = tmp_path / "ball.tif", tmp_path / "gt.csv"
+    argv = ["simulate", str(image), "--gt", str(gt), "--frames", "3", "--shape", "12", "48", "48"]
+    argv += ["--pairs", "4", "--layout", "ball", "--set", "output_dtype=uint8"]
+    argv += ["--set", "voxel_size_um=(0.5, 0.16, 0.16)", "--set", "hot_pixel_fraction=0.01"]
+    assert main(argv) == 0
+    # the message counts what the CSV holds: every frame and both channels
+    message = capsys.readouterr().out
+    assert "(48 ground-truth points: 8 kinetochores in 3 frames, 2 channels)" in message
+    volume = read_volume(image)
+    assert volume.data.dtype.name == "uint8"
+    assert tuple(volume.voxel_size_um) == pytest.approx((0.5, 0.16, 0.16))
+    assert len(pd.read_csv(gt)) == 48
+    _fails_naming(capsys, [*argv, "--set", "no_such_field=1"], "no_such_field")
+    _fails_naming(capsys, [*argv, "--set", "hot_pixel_fraction=2"], "hot_pixel_fraction")
+
+
 def test_evaluate_json_is_strict_json_without_matches(movie, tmp_path, capsys):
     _, gt = movie
     far = tmp_path / "far.csv"

@@ -125,6 +125,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("--psf-sigma-um", nargs=3, type=float, metavar=("Z", "Y", "X"))
     sim.add_argument("--clutter", type=int, default=0, help="number of out-of-focus aggregates")
+    sim.add_argument(
+        "--layout",
+        choices=("random", "real", "ball"),
+        default="random",
+        help="metaphase plate (random), the real annotated plate (real), or prometaphase (ball)",
+    )
+    sim.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="any other SimulationParams field, e.g. hot_pixel_fraction=0.001, "
+        "output_dtype=uint8, bleach_rate=0.128, psf_z_broadening_per_um=0.05 (repeatable)",
+    )
     sim.add_argument("--seed", type=int, default=0)
     _voxel_size_arg(sim)
 
@@ -193,6 +207,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _simulation_fields(pairs: list[str]) -> dict[str, object]:
+    """``--set FIELD=VALUE`` pairs as SimulationParams fields (values read as Python literals)."""
+    import ast
+    from dataclasses import fields
+
+    from napari_kinetochores.simulate import SimulationParams
+
+    known = {f.name for f in fields(SimulationParams)}
+    out: dict[str, object] = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or name.strip() not in known:
+            raise InputError(f"--set {pair!r}: use FIELD=VALUE with a SimulationParams field")
+        try:
+            value = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):
+            value = text.strip()  # a word, e.g. output_dtype=uint8
+        out[name.strip()] = tuple(value) if isinstance(value, list) else value
+    return out
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from napari_kinetochores.io import write_points, write_tiff, write_zarr
     from napari_kinetochores.simulate import SNR_LEVELS, SimulationParams, simulate_movie
@@ -206,17 +241,19 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             raise InputError(
                 f"--snr {args.snr!r}: use one of {sorted(SNR_LEVELS)} or a number"
             ) from None
-    params = SimulationParams(
-        n_frames=args.frames,
-        shape_zyx=tuple(args.shape),
-        n_pairs=args.pairs,
-        snr=snr,
-        n_clutter=args.clutter,
-    )
+    chosen: dict[str, object] = {
+        "n_frames": args.frames,
+        "shape_zyx": tuple(args.shape),
+        "n_pairs": args.pairs,
+        "snr": snr,
+        "n_clutter": args.clutter,
+        "layout": args.layout,
+    }
     if args.voxel_size is not None:
-        params.voxel_size_um = tuple(args.voxel_size)
+        chosen["voxel_size_um"] = tuple(args.voxel_size)
     if args.psf_sigma_um is not None:
-        params.psf_sigma_um = tuple(args.psf_sigma_um)
+        chosen["psf_sigma_um"] = tuple(args.psf_sigma_um)
+    params = SimulationParams(**{**chosen, **_simulation_fields(args.set)})
     movie = simulate_movie(params, seed=args.seed)
     name = args.output.name.lower()
     if name.endswith(".zarr"):
@@ -232,8 +269,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     else:
         raise InputError("unsupported output format; use .tif, .ome.tif or .zarr", args.output)
     write_points(args.gt, movie.points, params.voxel_size_um)
-    n_kt = int((movie.points["channel"] == 0).sum())
-    print(f"wrote {args.output} {movie.image.shape} and {args.gt} ({n_kt} kinetochore positions)")
+    n_kt = movie.points.loc[movie.points["channel"] == 0, "track_id"].nunique()
+    print(
+        f"wrote {args.output} {movie.image.shape} {movie.image.dtype} and {args.gt} "
+        f"({len(movie.points)} ground-truth points: {n_kt} kinetochores in "
+        f"{params.n_frames} frame{'s' if params.n_frames != 1 else ''}, 2 channels)"
+    )
     return 0
 
 
