@@ -140,7 +140,8 @@ class DomainRandomisation:
     aberration_probability
         Chance of depth-dependent aberration with ``depth_offset_range_um``,
         ``psf_z_broadening_range_per_um`` (1/µm), ``side_lobe_rel_range_per_um``
-        (1/µm), ``side_lobe_offset_range_um`` (µm, either sign) and
+        (1/µm), ``side_lobe_offset_range_um`` (µm; the lobe is deeper than
+        the spot in 70 % of movies, shallower in the rest) and
         ``focal_shift_scale_range``.
     ball_probability
         Chance of a prometaphase ball (``layout="ball"``) instead of the layout
@@ -315,16 +316,12 @@ def random_params(
     drawn.update(_output(rng, d))
     if rng.random() < d.ball_probability:
         drawn["layout"] = "ball"
-    long_bleach, bleach_rate = (
-        rng.random() < d.long_bleach_probability,
-        _uniform(rng, d.long_bleach_rate_range),
-    )
+    long_bleach = rng.random() < d.long_bleach_probability
+    bleach_rate = _uniform(rng, d.long_bleach_rate_range)
     if long_bleach:
         drawn["bleach_rate"] = bleach_rate
-    saturate, well = (
-        rng.random() < d.saturation_probability,
-        _uniform(rng, d.full_well_over_peak_range),
-    )
+    saturate = rng.random() < d.saturation_probability
+    well = _uniform(rng, d.full_well_over_peak_range)
     drawn.update(overrides)
     params = SimulationParams(**drawn)  # type: ignore[arg-type]
     if saturate and "full_well_e" not in overrides:
