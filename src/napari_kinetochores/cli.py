@@ -293,7 +293,11 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from napari_kinetochores.analysis.matching import REPORTED_CUTOFFS_UM, evaluate_points
+    from napari_kinetochores.analysis.matching import (
+        REPORTED_CUTOFFS_UM,
+        error_summary,
+        evaluate_points,
+    )
     from napari_kinetochores.io import read_points
 
     voxel = tuple(args.voxel_size)
@@ -321,11 +325,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"cutoff {k} µm: F1 {o[f'f1@{k}']:.4f}  precision {o[f'precision@{k}']:.4f}  "
             f"recall {o[f'recall@{k}']:.4f}  (TP {o[f'tp@{k}']}, FP {o[f'fp@{k}']}, FN {o[f'fn@{k}']})"
         )
-    print(
-        f"localisation error at {args.cutoff_um:g} µm: median {o['median_nm']:.1f} nm, "
-        f"mean {o['mean_nm']:.1f} nm, p95 {o['p95_nm']:.1f} nm "
-        f"(z {o['median_z_nm']:.1f}, y {o['median_y_nm']:.1f}, x {o['median_x_nm']:.1f} nm)"
-    )
+    print(f"localisation error at {args.cutoff_um:g} µm: {error_summary(o, args.cutoff_um)}")
     return 0
 
 
@@ -418,6 +418,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 def _add_pair_track_measure_parsers(sub) -> None:
     """Sub-commands ``pair``, ``track`` and ``measure`` (sister pairs, tracks, measurements)."""
+    from napari_kinetochores.analysis.delta import DEFAULT_DELTA_CUTOFF_UM
+
     pa = sub.add_parser("pair", help="pair sister kinetochores: adds pair_id (-1: unpaired)")
     pa.add_argument("points", type=Path, help="point CSV (rows in any order)")
     pa.add_argument("-o", "--output", type=Path, required=True, help="point CSV to write")
@@ -434,35 +436,17 @@ def _add_pair_track_measure_parsers(sub) -> None:
     tk.add_argument("-o", "--output", type=Path, required=True, help="point CSV to write")
     _voxel_size_arg(tk, required=True)
     tk.add_argument("--channel", type=int, default=0, help="kinetochore channel; -1: all rows")
-    tk.add_argument(
-        "--max-distance-um",
-        type=float,
-        default=0.5,
-        help="largest frame-to-frame displacement after drift correction (µm)",
-    )
-    tk.add_argument(
-        "--gap-distance-um",
-        type=float,
-        default=0.7,
-        help="largest displacement bridged by gap closing (µm)",
-    )
-    tk.add_argument(
-        "--max-gap-frames",
-        type=int,
-        default=2,
-        help="most consecutive missed frames bridged (0: no gap closing)",
-    )
-    tk.add_argument(
-        "--no-drift-correction",
-        action="store_true",
-        help="do not remove the common (plate) motion before linking",
-    )
+    _tracking_args(tk, "--max-distance-um")
     tk.add_argument("--quiet", action="store_true", help="no progress bar")
 
     me = sub.add_parser(
-        "measure", help="measurements per kinetochore and frame (K-K, plate, delta)"
+        "measure",
+        help="track, pair and measure (K-K, plate, delta) per kinetochore and frame",
+        description="Track, pair and measure, as the Measurements widget does. The table's own "
+        "pair_id and track_id are kept when present (pairs given in one frame only are made "
+        "stable along tracks); --recompute computes them afresh.",
     )
-    me.add_argument("points", type=Path, help="point CSV (pair_id/track_id used when present)")
+    me.add_argument("points", type=Path, help="point CSV (pair_id/track_id kept when present)")
     me.add_argument("-o", "--output", type=Path, required=True, help="measurements CSV to write")
     _voxel_size_arg(me, required=True)
     me.add_argument(
@@ -474,7 +458,7 @@ def _add_pair_track_measure_parsers(sub) -> None:
     me.add_argument(
         "--delta-cutoff-um",
         type=float,
-        default=0.25,
+        default=DEFAULT_DELTA_CUTOFF_UM,
         help="EGFP-mCherry matching cutoff after chromatic correction (µm)",
     )
     me.add_argument(
@@ -484,24 +468,77 @@ def _add_pair_track_measure_parsers(sub) -> None:
         metavar=("Z", "Y", "X"),
         help="known chromatic shift mCherry - EGFP (nm); default: median offset",
     )
-    me.add_argument("--track", action="store_true", help="track first when there is no track_id")
+    me.add_argument(
+        "--track",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="track over time when the table has no track_id (default: yes)",
+    )
+    me.add_argument(
+        "--recompute",
+        action="store_true",
+        help="ignore the table's pair_id and track_id: pair (and track) afresh",
+    )
     me.add_argument("--plates", type=Path, help="also write the per-frame plate fits to this CSV")
     _pairing_args(me)
+    _tracking_args(me, "--link-distance-um")
 
 
 def _pairing_args(parser: argparse.ArgumentParser) -> None:
+    """Pairing options; their defaults are :class:`PairingParams`'s (one place)."""
+    from napari_kinetochores.analysis.pairing import PairingParams
+
     parser.add_argument("--channel", type=int, default=0, help="kinetochore channel; -1: all rows")
     parser.add_argument(
-        "--min-distance-um", type=float, default=0.4, help="pairing window start (µm)"
+        "--min-distance-um",
+        type=float,
+        default=PairingParams.min_distance_um,
+        help="pairing window start (µm; default %(default)s)",
     )
     parser.add_argument(
-        "--max-distance-um", type=float, default=1.5, help="pairing window end (µm)"
+        "--max-distance-um",
+        type=float,
+        default=PairingParams.max_distance_um,
+        help="pairing window end (µm; default %(default)s)",
     )
     parser.add_argument(
-        "--expected-distance-um", type=float, default=0.95, help="typical sister distance (µm)"
+        "--expected-distance-um",
+        type=float,
+        default=PairingParams.expected_distance_um,
+        help="typical sister distance (µm; default %(default)s)",
     )
     parser.add_argument("--no-plate", action="store_true", help="ignore the plate angle in pairing")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _tracking_args(parser: argparse.ArgumentParser, distance_flag: str) -> None:
+    """Tracking options; their defaults are :class:`TrackingParams`'s (one place)."""
+    from napari_kinetochores.analysis.tracking import TrackingParams
+
+    parser.add_argument(
+        distance_flag,
+        dest="link_distance_um",
+        type=float,
+        default=TrackingParams.max_distance_um,
+        help="largest frame-to-frame displacement after drift correction (µm; default %(default)s)",
+    )
+    parser.add_argument(
+        "--gap-distance-um",
+        type=float,
+        default=TrackingParams.gap_closing_distance_um,
+        help="largest displacement bridged by gap closing (µm; default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-gap-frames",
+        type=int,
+        default=TrackingParams.max_gap_frames,
+        help="most consecutive missed frames bridged (0: no gap closing; default %(default)s)",
+    )
+    parser.add_argument(
+        "--no-drift-correction",
+        action="store_true",
+        help="do not remove the common (plate) motion before linking",
+    )
 
 
 def _pairing_params(args: argparse.Namespace):
@@ -512,6 +549,17 @@ def _pairing_params(args: argparse.Namespace):
         max_distance_um=args.max_distance_um,
         expected_distance_um=args.expected_distance_um,
         use_plate=not args.no_plate,
+    )
+
+
+def _tracking_params(args: argparse.Namespace):
+    from napari_kinetochores.analysis.tracking import TrackingParams
+
+    return TrackingParams(
+        max_distance_um=args.link_distance_um,
+        gap_closing_distance_um=args.gap_distance_um,
+        max_gap_frames=args.max_gap_frames,
+        drift_correction=not args.no_drift_correction,
     )
 
 
@@ -543,7 +591,7 @@ def cmd_pair(args: argparse.Namespace) -> int:
 
 
 def cmd_track(args: argparse.Namespace) -> int:
-    from napari_kinetochores.analysis.tracking import TrackingParams, track_table
+    from napari_kinetochores.analysis.tracking import track_table
     from napari_kinetochores.io import read_points, write_points
 
     voxel = tuple(args.voxel_size)
@@ -554,12 +602,7 @@ def cmd_track(args: argparse.Namespace) -> int:
             "and needs the frame of every point",
             args.points,
         )
-    params = TrackingParams(
-        max_distance_um=args.max_distance_um,
-        gap_closing_distance_um=args.gap_distance_um,
-        max_gap_frames=args.max_gap_frames,
-        drift_correction=not args.no_drift_correction,
-    )
+    params = _tracking_params(args)
     out = track_table(
         points, voxel, params=params, channel=None if args.channel < 0 else args.channel
     )
@@ -570,44 +613,32 @@ def cmd_track(args: argparse.Namespace) -> int:
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
-    from napari_kinetochores.analysis.measurements import measure_table, write_measurements
-    from napari_kinetochores.analysis.tracking import track_table
+    from napari_kinetochores.analysis.measurements import measure_points, write_measurements
     from napari_kinetochores.io import read_points
 
     voxel = tuple(args.voxel_size)
     points = read_points(args.points, voxel_size_um=voxel)
-    channel = None if args.channel < 0 else args.channel
     mcherry = None if args.mcherry is None else read_points(args.mcherry, voxel_size_um=voxel)
-    if args.track and "track_id" not in points.columns:
-        if points.attrs.get("has_time") is False:
-            raise InputError("--track: the table has no time column (t)", args.points)
-        points = track_table(points, voxel, channel=channel)
-    table = measure_table(
+    result = measure_points(
         points,
         voxel,
         mcherry=mcherry,
-        channel=channel,
+        channel=None if args.channel < 0 else args.channel,
         mcherry_channel=args.mcherry_channel,
+        track=args.track,
+        recompute=args.recompute,
         pairing=_pairing_params(args),
+        tracking=_tracking_params(args),
         delta_cutoff_um=args.delta_cutoff_um,
         chromatic_shift_nm=args.chromatic_shift_nm,
         progress=not args.quiet,
     )
-    write_measurements(args.output, table, voxel)
+    write_measurements(args.output, result.table, voxel)
     if args.plates is not None:
         from napari_kinetochores.io import write_csv
 
-        write_csv(args.plates, table.attrs["plates"])
-    kk = table["kk_distance_um"].dropna()
-    line = f"wrote {args.output}: {len(table)} kinetochore rows"
-    if len(kk):
-        line += f", K-K distance median {kk.median():.3f} µm"
-    if "delta_nm" in table.columns and table["delta_nm"].notna().any():
-        shift = table.attrs.get("chromatic_shift_nm")
-        line += f", delta median {table['delta_nm'].median():.1f} nm"
-        if shift is not None:
-            line += " (chromatic shift " + ", ".join(f"{s:.1f}" for s in shift) + " nm removed)"
-    print(line)
+        write_csv(args.plates, result.plates)
+    print(f"wrote {args.output}: {result.summary()}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Evaluate / match and Export widgets: the same numbers as ``kinetochores evaluate``."""
+"""Evaluate / match widget: the same numbers and messages as ``kinetochores evaluate``."""
 
 from __future__ import annotations
 
@@ -8,9 +8,7 @@ import numpy as np
 import pytest
 
 from _napari_helpers import SAMPLE, SAMPLE_GT, VOXEL, add_sample, messages, skip_without_display
-from napari_kinetochores.analysis.matching import match_table
 from napari_kinetochores.cli import main as cli
-from napari_kinetochores.io import read_points
 
 skip_without_display()
 pytestmark = pytest.mark.gui
@@ -98,45 +96,30 @@ def test_evaluate_rejects_mismatched_scales(viewer_with_results):
     assert widget.evaluation is None
 
 
-def test_export_points_matched_and_pairs(viewer_with_results, tmp_path):
-    from napari_kinetochores._widgets.export import ExportWidget
+def test_no_matches_says_so_in_the_widget_and_the_cli(viewer_with_results, cli_detections, capsys):
+    """A channel with nothing to match: "no matches", no "median error – nm", no NaN warning."""
+    import warnings
+
+    from napari_kinetochores._widgets.evaluate import EvaluateWidget
 
     viewer = viewer_with_results
-    detections = viewer.layers["detections"]
-    widget = ExportWidget(viewer)
-    widget.points.value = detections
-    assert widget.path.value.name == "detections.points.csv"
-
-    widget.path.value = tmp_path / "points.csv"
-    widget.export_button.changed.emit(True)
-    table = read_points(tmp_path / "points.csv")
-    np.testing.assert_allclose(table[["t", "z", "y", "x"]], detections.data)
-    np.testing.assert_allclose(table["y_um"], detections.data[:, 2] * 0.13)
-    assert "wrote" in messages("info")[-1]
-
-    widget.kind.value = "matched"
-    assert not widget.reference.native.isHidden()
+    widget = EvaluateWidget(viewer)
+    widget.prediction.value = viewer.layers["detections"]  # channel 0 only
     widget.reference.value = viewer.layers["sample_movie_gt"]
-    widget.path.value = tmp_path / "matched.csv"
-    widget.export_button.changed.emit(True)
-    matched = read_points(tmp_path / "matched.csv")
-    pred = read_points(tmp_path / "points.csv")
-    gt = read_points(SAMPLE_GT, voxel_size_um=VOXEL)
-    expected = match_table(pred, gt, VOXEL, 0.3, 0)
-    assert matched["status"].tolist() == expected["status"].tolist()
-    np.testing.assert_allclose(matched["distance_nm"], expected["distance_nm"])
-    assert {"ref_z_um", "ref_y_um", "ref_x_um", "distance_nm"} <= set(matched.columns)
+    widget.channel.value = 1
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        widget.run_button.changed.emit(True)
+    assert widget.evaluation.overall["tp@0.3"] == 0
+    assert "no matches" in widget.status.value and "no matches" in messages("info")[-1]
+    assert "–" not in widget.status.value and "nan" not in widget.status.value.lower()
+    assert not [w for w in caught if issubclass(w.category, RuntimeWarning)], caught
 
-    widget.kind.value = "pairs"
-    widget.points.value = viewer.layers["sample_movie_gt"]
-    widget.path.value = tmp_path / "pairs.csv"
-    widget.export_button.changed.emit(True)
-    pairs = read_points(tmp_path / "pairs.csv")
-    assert (pairs["pair_id"] >= 0).all() and pairs.groupby(
-        ["t", "channel", "pair_id"]
-    ).size().max() == 2
-    assert not list(tmp_path.glob(".*tmp"))
-
-    widget.path.value = tmp_path / "missing-folder" / "x.csv"
-    widget.export_button.changed.emit(True)
-    assert "does not exist" in messages("error")[-1]
+    capsys.readouterr()
+    args = ["evaluate", str(cli_detections), str(SAMPLE_GT), *VOXEL_ARGS, "--channel", "1"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert cli(args) == 0
+    out = capsys.readouterr().out
+    assert "localisation error at 0.3 µm: no matches" in out and "nan" not in out
+    assert not [w for w in caught if issubclass(w.category, RuntimeWarning)]

@@ -107,3 +107,66 @@ def test_widget_reports_empty_layer(make_napari_viewer):
     widget.run_button.changed.emit(True)  # the guarded button: an error becomes a notification
     assert "empty" in widget.status.value
     assert widget.result is None
+
+
+@pytest.mark.parametrize("ids", ["none", "hand-assigned"])
+def test_widget_and_cli_give_identical_tables(make_napari_viewer, detections, tmp_path, ids):
+    """One pipeline: the widget's defaults and `kinetochores measure`'s give the same CSV,
+    with pairs computed, and with hand-assigned pairs (kept by both unless recomputed)."""
+    from napari_kinetochores._widgets.measurements import MeasurementsWidget
+    from napari_kinetochores.cli import main as cli
+    from napari_kinetochores.io import write_points
+
+    table = detections.drop(columns=["pair_id", "track_id", "true_row"])
+    if ids == "hand-assigned":  # Correct labels gives every pair a new id in every frame
+        table["pair_id"] = detections["pair_id"] + 100 * detections["t"].astype(int)
+    points_csv = tmp_path / "points.csv"
+    write_points(points_csv, table, VOXEL)
+    voxel_args = ["--voxel-size", *map(str, VOXEL)]
+
+    viewer = make_napari_viewer()
+    [layer] = viewer.open(str(points_csv), plugin="napari-kinetochores")
+    widget = MeasurementsWidget(viewer)
+    widget.points_combo.value = layer
+    for recompute in (False, True):
+        widget.recompute_box.value = recompute
+        widget.run(blocking=True)
+        widget.export(tmp_path / "widget.csv")
+        args = ["measure", str(points_csv), "-o", str(tmp_path / "cli.csv"), *voxel_args]
+        assert cli([*args, "--quiet", *(["--recompute"] if recompute else [])]) == 0
+        assert (tmp_path / "widget.csv").read_bytes() == (tmp_path / "cli.csv").read_bytes()
+        kept = ids == "hand-assigned" and not recompute
+        assert ("kept from the input" in widget.status.value) == kept
+        measured = pd.read_csv(tmp_path / "cli.csv")
+        assert (measured.groupby("pair_id")["t"].nunique() > 1).mean() > 0.9  # stable ids
+        if kept:  # the user's partners, with one id per pair of tracks
+            egfp = table[table["channel"] == 0]
+            assert measured["pair_id"].nunique() == detections["pair_id"][egfp.index].nunique()
+        # the widget's second run starts from the ids it wrote into the layer: recompute
+        # makes it start from scratch, so both runs above compare like with like
+        layer.features = layer.features.drop(columns=["pair_id", "track_id"], errors="ignore")
+        if ids == "hand-assigned":
+            features = layer.features.copy()
+            features["pair_id"] = table["pair_id"].to_numpy()
+            layer.features = features
+
+
+def test_pairing_defaults_are_defined_once(make_napari_viewer):
+    from napari_kinetochores._widgets.measurements import MeasurementsWidget
+    from napari_kinetochores.analysis.pairing import PairingParams
+    from napari_kinetochores.cli import build_parser
+
+    defaults = PairingParams()
+    widget = MeasurementsWidget(make_napari_viewer())
+    assert widget.min_um.value == defaults.min_distance_um
+    assert widget.max_um.value == defaults.max_distance_um
+    args = build_parser().parse_args(
+        ["measure", "p.csv", "-o", "m.csv", "--voxel-size", "1", "1", "1"]
+    )
+    assert (args.min_distance_um, args.max_distance_um, args.expected_distance_um) == (
+        defaults.min_distance_um,
+        defaults.max_distance_um,
+        defaults.expected_distance_um,
+    )
+    assert args.track and not args.recompute  # as the widget's "track" and "recompute" boxes
+    assert widget.track_box.value and not widget.recompute_box.value

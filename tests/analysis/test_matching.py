@@ -10,9 +10,12 @@ import pytest
 
 from napari_kinetochores.analysis.matching import (
     MatchResult,
+    error_summary,
     evaluate_points,
     localisation_errors_nm,
     match_points,
+    match_table,
+    matched_export_table,
 )
 from napari_kinetochores.errors import InputError
 
@@ -411,3 +414,37 @@ def test_bad_cutoff_raises(cutoff):
 def test_input_error_is_a_value_error():
     with pytest.raises(ValueError):
         match_points([[np.nan, 0.0, 0.0]], [[0.0, 0.0, 0.0]], VOXEL)
+
+
+def test_error_summary_says_no_matches_instead_of_nan():
+    pred = _table([[0, 10, 20, 20]])
+    far = _table([[0, 10, 60, 60]])
+    overall = evaluate_points(pred, far, VOXEL).overall
+    assert error_summary(overall, 0.3) == "no matches"
+    assert error_summary(overall, 0.3, detail=False) == "no matches"
+    overall = evaluate_points(pred, _table([[0, 10, 20.5, 20]]), VOXEL).overall
+    assert error_summary(overall, 0.3, detail=False) == "median error 65.0 nm"
+    assert error_summary(overall, 0.3).startswith("median 65.0 nm, mean 65.0 nm")
+
+
+def test_matched_export_keeps_each_points_own_columns():
+    pred = _table(
+        [[0, 10, 20, 20], [0, 10, 40, 40], [1, 5, 5, 5]],
+        status=["moved", "added", "auto"],
+        score=[0.9, 0.8, 0.7],
+        channel=[0, 0, 0],
+    )
+    gt = _table([[0, 10, 20.5, 20], [0, 3, 3, 3]], channel=[0, 0], pair_id=[4, 5])
+    table = matched_export_table(pred, gt, VOXEL)
+    plain = match_table(pred, gt, VOXEL)
+    assert table["match_status"].tolist() == plain["status"].tolist() == ["TP", "FP", "FN", "FP"]
+    # predictions keep their correction status and score; the miss carries the reference's ids
+    assert (
+        table["status"].tolist()[:2] == ["moved", "added"] and table["status"].tolist()[3] == "auto"
+    )
+    assert pd.isna(table["status"].iloc[2]) and table["pair_id"].iloc[2] == 5
+    assert table["score"].iloc[:2].tolist() == [0.9, 0.8] and pd.isna(table["score"].iloc[2])
+    pd.testing.assert_frame_equal(
+        table.drop(columns=["status", "score", "channel", "pair_id"]),
+        plain.rename(columns={"status": "match_status"}),
+    )

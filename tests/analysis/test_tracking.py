@@ -11,6 +11,7 @@ from napari_kinetochores.analysis.tracking import (
     TrackingParams,
     consistent_pair_ids,
     link_accuracy,
+    stable_pair_ids,
     track_points,
     track_table,
 )
@@ -115,3 +116,21 @@ def test_other_channel_inherits_track_ids():
     df = points_frame(e + m, VOXEL, channel=[0] * 3 + [1] * 3)
     out = track_table(df, VOXEL)
     assert out["track_id"].tolist() == [0, 0, 0, 0, 0, 0]
+
+
+def test_stable_pair_ids_merge_single_frame_ids_and_never_change_partners():
+    t = np.repeat([0, 1, 2], 4)
+    tracks = np.tile([0, 1, 2, 3], 3)
+    # frame 0: 0-1 (id 3), 2-3 (id 4); frame 1: the same pairs, new ids; frame 2: 0-2 re-paired
+    pair = np.array([3, 3, 4, 4, 10, 10, 11, 11, 20, 21, 20, 21])
+    out = stable_pair_ids(t, tracks, pair)
+    assert out[:8].tolist() == [3, 3, 4, 4, 3, 3, 4, 4]
+    # frame 2 pairs other tracks (0-2, 1-3): new partners keep their own ids
+    assert out[8:].tolist() == [20, 21, 20, 21]
+    # ids that already span frames are left alone, and single-frame ids join them
+    pair = np.array([7, 7, -1, -1, 7, 7, 12, 12, 30, 30, 12, 12])
+    assert stable_pair_ids(t, tracks, pair).tolist() == [7, 7, -1, -1, 7, 7, 12, 12, 7, 7, 12, 12]
+    # untracked rows keep what they have
+    assert stable_pair_ids([0, 0, 1, 1], [0, -1, 0, -1], [3, 3, 8, 8]).tolist() == [3, 3, 8, 8]
+    with pytest.raises(InputError, match="same length"):
+        stable_pair_ids([0, 0], [0], [1, 1])

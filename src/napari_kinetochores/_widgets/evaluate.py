@@ -26,6 +26,7 @@ from napari_kinetochores._widgets._layers import check_same_scale, points_to_tab
 from napari_kinetochores.analysis.matching import (
     DEFAULT_CUTOFF_UM,
     REPORTED_CUTOFFS_UM,
+    error_summary,
     evaluate_points,
     match_table,
 )
@@ -129,7 +130,7 @@ class EvaluateWidget(KinetochoreWidget):
         c = f"{cutoff:g}"
         message = (
             f"F1 {o[f'f1@{c}']:.4f} (P {o[f'precision@{c}']:.4f}, R {o[f'recall@{c}']:.4f}) "
-            f"at {c} µm; median error {format_value('median_nm', o['median_nm'])} nm"
+            f"at {c} µm; {error_summary(o, cutoff, detail=False)}"
         )
         self.announce(message)
         return self.evaluation
@@ -214,7 +215,8 @@ class EvaluateWidget(KinetochoreWidget):
         self.plot.style(twin, "median error (nm)")
         if len(per_frame):
             twin.plot(per_frame["t"], per_frame["median_nm"], "s--", color="#ffb000")
-            top = np.nanmax(per_frame["median_nm"].to_numpy(float)) if len(per_frame) else 0
-            twin.set_ylim(0, max(10.0, 1.2 * top if np.isfinite(top) else 10.0))
+            medians = per_frame["median_nm"].to_numpy(float)
+            top = medians[np.isfinite(medians)].max(initial=0.0)  # no matches: all NaN
+            twin.set_ylim(0, max(10.0, 1.2 * top))
         ax.set_xticks(per_frame["t"].tolist() if len(per_frame) <= 20 else ax.get_xticks())
         self.plot.draw()

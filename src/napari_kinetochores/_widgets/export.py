@@ -3,12 +3,16 @@
 - **points**: a Points layer in the package schema (``t, z, y, x`` voxels,
   ``z_um, y_um, x_um``, then ``channel, score, status, pair_id, …``);
 - **matched points**: every prediction with its matched reference point, the
-  distance in nm and its status (TP/FP), and every missed reference point
-  (FN), from :func:`napari_kinetochores.analysis.matching.match_table`;
-- **sister pairs**: the points sorted by frame and pair, with their
-  ``pair_id`` (assigned in Correct labels, or by the library's pairing when
-  the layer has none).
+  distance in nm and its ``match_status`` (TP/FP), and every missed reference
+  point (FN); the points' own columns stay, so ``status`` is still the
+  correction status (:func:`napari_kinetochores.analysis.matching.matched_export_table`);
+- **sister pairs**: the paired points sorted by frame and pair, with ids
+  stable along tracks: the layer's own pairs (*Correct labels*, a reference)
+  or pairs of whole tracks, as the Measurements widget computes them
+  (:func:`napari_kinetochores.analysis.measurements.sister_pairs_table`).
 
+Files default beside the movie (the folder of the image layer the points sit
+on, as the corrections' autosave file), named ``<movie>.<layer>.<kind>.csv``.
 Every file is written to a temporary file and renamed, so an existing file is
 never left half-written.
 """
@@ -18,11 +22,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from magicgui.widgets import ComboBox, FileEdit, FloatSpinBox, PushButton, SpinBox
 
 from napari_kinetochores._widgets._common import KinetochoreWidget
 from napari_kinetochores._widgets._layers import (
+    SCALE_RTOL,
     check_same_scale,
     points_to_table,
     require_layer,
@@ -34,23 +40,31 @@ from napari_kinetochores.errors import InputError
 KINDS = (("points", "points"), ("matched points", "matched"), ("sister pairs", "pairs"))
 
 
-def pairs_table(points: pd.DataFrame, voxel_size_um: tuple[float, float, float]) -> pd.DataFrame:
-    """The points with sister-pair ids, sorted by frame and pair.
+def movie_path(viewer: Any, points: Any) -> Path | None:
+    """The file of the movie a points layer sits on: the newest image layer of the same
+    scale with a known file (else any image with one), else the points' own file."""
+    images = [
+        layer
+        for layer in reversed(list(viewer.layers))
+        if layer.__class__.__name__ == "Image" and source_path(layer) is not None
+    ]
+    scale = np.asarray(points.scale[-3:], float)
+    same = [i for i in images if np.allclose(i.scale[-3:], scale, rtol=SCALE_RTOL, atol=0)]
+    for layer in (*same, *images, points):
+        path = source_path(layer)
+        if path is not None:
+            return path
+    return None
 
-    Uses the table's ``pair_id`` when any point has one (hand-assigned);
-    otherwise pairs the kinetochores with the library's pairing.
-    """
-    has_ids = "pair_id" in points.columns and (pd.to_numeric(points["pair_id"]) >= 0).any()
-    if not has_ids:
-        try:
-            from napari_kinetochores.analysis.pairing import pair_table
-        except ImportError:
-            raise InputError(
-                "the points have no pair ids; assign them in Correct labels (Shift-P)"
-            ) from None
-        points = pair_table(points, voxel_size_um)
-    out = points[pd.to_numeric(points["pair_id"]) >= 0]
-    return out.sort_values(["t", "pair_id"], kind="stable").reset_index(drop=True)
+
+def default_export_path(viewer: Any, points: Any, kind: str) -> Path:
+    """``<movie>.<layer>.<kind>.csv`` beside the movie; ``~/napari-kinetochores/`` without one."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in points.name).strip("_")
+    path = movie_path(viewer, points)
+    if path is None:
+        return Path.home() / "napari-kinetochores" / f"{safe or 'points'}.{kind}.csv"
+    stem = path.name.split(".")[0]
+    return path.parent / f"{stem}.{safe or 'points'}.{kind}.csv"
 
 
 class ExportWidget(KinetochoreWidget):
@@ -70,7 +84,15 @@ class ExportWidget(KinetochoreWidget):
         self.cutoff = FloatSpinBox(
             label="cutoff (µm)", value=DEFAULT_CUTOFF_UM, min=0.01, max=10.0, visible=False
         )
-        self.channel = SpinBox(label="channel (-1: all)", value=0, min=-1, max=16, visible=False)
+        self.channel = SpinBox(
+            label="channel (-1: all)",
+            value=0,
+            min=-1,
+            max=16,
+            visible=False,
+            tooltip="matched: the channel compared; pairs: the kinetochore channel "
+            "(other channels' spots follow their kinetochore)",
+        )
         self.path = FileEdit(label="CSV file", mode="w", filter="*.csv", nullable=True)
         self.export_button = PushButton(text="Export")
         self.form.extend(
@@ -91,33 +113,31 @@ class ExportWidget(KinetochoreWidget):
 
     def _kind_changed(self, *_: Any) -> None:
         matched = self.kind.value == "matched"
-        self.reference.visible = self.cutoff.visible = self.channel.visible = matched
+        self.reference.visible = self.cutoff.visible = matched
+        self.channel.visible = matched or self.kind.value == "pairs"
         self._suggest_path()
 
     def _suggest_path(self, *_: Any) -> None:
         layer = self.points.value
-        if layer is None:
-            return
-        folder = source_path(layer)
-        folder = folder.parent if folder is not None else Path.home()
-        name = "".join(c if c.isalnum() or c in "-_." else "_" for c in layer.name)
-        self.path.value = folder / f"{name}.{self.kind.value}.csv"
+        if layer is not None:
+            self.path.value = default_export_path(self.viewer, layer, self.kind.value)
 
     def table(self) -> tuple[pd.DataFrame, tuple[float, float, float]]:
         """The table to export and its voxel size, from the form."""
-        from napari_kinetochores.analysis.matching import match_table
+        from napari_kinetochores.analysis.matching import matched_export_table
+        from napari_kinetochores.analysis.measurements import sister_pairs_table
 
         layer = require_layer(self.points.value, "points", "export")
         voxel = tuple(float(s) for s in layer.scale[-3:])
         table = points_to_table(layer, voxel)
+        channel = None if self.channel.value < 0 else int(self.channel.value)
         if self.kind.value == "matched":
             reference = require_layer(self.reference.value, "points", "the reference")
             check_same_scale(layer, reference)
-            channel = None if self.channel.value < 0 else int(self.channel.value)
             ref = points_to_table(reference, voxel)
-            table = match_table(table, ref, voxel, float(self.cutoff.value), channel)
+            table = matched_export_table(table, ref, voxel, float(self.cutoff.value), channel)
         elif self.kind.value == "pairs":
-            table = pairs_table(table, voxel)
+            table = sister_pairs_table(table, voxel, channel=channel)
         return table, voxel  # type: ignore[return-value]
 
     def export(self) -> Path:

@@ -1,12 +1,15 @@
 """Dock widget: sister pairs, tracks, plate and two-colour delta measurements.
 
-A thin shell over :mod:`napari_kinetochores.analysis.tracking`,
-:mod:`napari_kinetochores.analysis.pairing` and :mod:`napari_kinetochores.analysis.measurements`:
+A thin shell over :func:`napari_kinetochores.analysis.measurements.measure_points`,
+the pipeline ``kinetochores measure`` runs too (same defaults, same rule for
+existing ids, so both give the same table):
 
 1. takes a kinetochore Points layer (``(T, Z, Y, X)`` points; a ``channel``
    feature may mark mCherry spots, or a second Points layer holds them);
 2. tracks the kinetochores over time (laptrack) and pairs sisters over whole
-   tracks, off the GUI thread;
+   tracks, off the GUI thread; a layer's own ``pair_id`` (hand-assigned in
+   *Correct labels*, or a reference's) and ``track_id`` are kept unless
+   *recompute* is ticked;
 3. shows a Tracks layer of the trajectories, a Shapes layer with one line
    per sister pair and frame, a plot of the K–K distance over time per pair
    and of the plate position over time, and a table of the measurements
@@ -14,8 +17,8 @@ A thin shell over :mod:`napari_kinetochores.analysis.tracking`,
    frame);
 4. exports the measurements as CSV (temporary file + rename).
 
-The computed ``pair_id`` and ``track_id`` are written back to the points
-layer's features, so exporting the layer keeps them.
+The ``pair_id`` and ``track_id`` are written back to the points layer's
+features, so exporting the layer keeps them.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from napari_kinetochores._widgets._common import (
     voxel_size_spinboxes,
 )
 from napari_kinetochores._widgets._layers import points_to_table
+from napari_kinetochores.analysis.pairing import PairingParams
 from napari_kinetochores.errors import InputError
 
 __all__ = ["MeasurementsWidget", "MeasurementResult", "compute_measurements"]
@@ -78,6 +82,8 @@ class MeasurementResult:
         Per point of the layer (-1: none; mCherry rows take their
         kinetochore's ids).
     voxel_size_um : tuple
+    summary : str
+        One line for the user (the same as ``kinetochores measure`` prints).
     """
 
     table: pd.DataFrame
@@ -87,6 +93,7 @@ class MeasurementResult:
     pair_id: np.ndarray
     track_id: np.ndarray
     voxel_size_um: tuple[float, float, float]
+    summary: str = ""
 
 
 def compute_measurements(
@@ -95,10 +102,10 @@ def compute_measurements(
     *,
     mcherry: pd.DataFrame | None = None,
     track: bool = True,
-    min_distance_um: float = 0.4,
-    max_distance_um: float = 1.5,
+    recompute: bool = False,
+    pairing: PairingParams | None = None,
 ) -> MeasurementResult:
-    """Track, pair and measure a point table (the widget's work, no Qt).
+    """Run the measurement pipeline and shape its result for the layers (no Qt).
 
     Parameters
     ----------
@@ -109,56 +116,42 @@ def compute_measurements(
         Voxel size (z, y, x) in µm.
     mcherry : pandas.DataFrame, optional
         mCherry spots from a second layer.
-    track : bool
-        Track over time first (needs more than one frame).
-    min_distance_um, max_distance_um : float
-        Sister distance window.
+    track, recompute, pairing
+        As in :func:`~napari_kinetochores.analysis.measurements.measure_points`.
 
     Returns
     -------
     MeasurementResult
     """
-    from napari_kinetochores.analysis.measurements import measure_table
-    from napari_kinetochores.analysis.pairing import PairingParams, pair_table
-    from napari_kinetochores.analysis.tracking import track_table
+    from napari_kinetochores.analysis.measurements import measure_points
 
-    table = points.drop(
-        columns=[c for c in ("pair_id", "track_id", "pair_reason") if c in points.columns]
-    )
-    params = PairingParams(min_distance_um=min_distance_um, max_distance_um=max_distance_um)
-    if len(table) == 0:
+    if len(points) == 0:
         raise InputError("the points layer is empty")
-    if track and table["t"].nunique() > 1:
-        table = track_table(table, voxel_size_um)
-    table = pair_table(table, voxel_size_um, params=params)
-    measured = measure_table(table, voxel_size_um, mcherry=mcherry, pairing=params)
-    plates = measured.attrs["plates"]
-
-    tracks = np.zeros((0, 5))
-    if "track_id" in measured.columns and (measured["track_id"] >= 0).any():
-        tr = measured[measured["track_id"] >= 0].sort_values(["track_id", "t"])
-        tracks = tr[["track_id", "t", "z", "y", "x"]].to_numpy(dtype=float)
-
-    links = []
-    sister = measured["sister_row"].to_numpy()
-    coords = measured[["t", "z", "y", "x"]].to_numpy(dtype=float)
-    for row in np.flatnonzero(sister > np.arange(len(sister))):
-        links.append(np.stack([coords[row], coords[sister[row]]]))
-
-    pair_id = table["pair_id"].to_numpy(np.int64)
-    track_id = (
-        table["track_id"].to_numpy(np.int64)
-        if "track_id" in table.columns
-        else np.full(len(table), -1, dtype=np.int64)
+    measured = measure_points(
+        points, voxel_size_um, mcherry=mcherry, track=track, recompute=recompute, pairing=pairing
     )
+    table = measured.table
+    tracks = np.zeros((0, 5))
+    if (table["track_id"] >= 0).any():
+        tr = table[table["track_id"] >= 0].sort_values(["track_id", "t"])
+        tracks = tr[["track_id", "t", "z", "y", "x"]].to_numpy(dtype=float)
+    sister = table["sister_row"].to_numpy()
+    coords = table[["t", "z", "y", "x"]].to_numpy(dtype=float)
+    links = [
+        np.stack([coords[row], coords[sister[row]]])
+        for row in np.flatnonzero(sister > np.arange(len(sister)))
+    ]
+    ids = measured.points
+    none = np.full(len(ids), -1, dtype=np.int64)
     return MeasurementResult(
-        table=measured,
-        plates=plates,
+        table=table,
+        plates=measured.plates,
         tracks=tracks,
         links=links,
-        pair_id=pair_id,
-        track_id=track_id,
+        pair_id=ids["pair_id"].to_numpy(np.int64),
+        track_id=ids["track_id"].to_numpy(np.int64) if "track_id" in ids else none,
         voxel_size_um=tuple(float(v) for v in voxel_size_um),
+        summary=measured.summary(),
     )
 
 
@@ -182,9 +175,18 @@ class MeasurementsWidget(KinetochoreWidget):
         )
         self.voxel = voxel_size_spinboxes()
         self.track_box = CheckBox(value=True, text="track over time (laptrack)")
-        self.min_um = FloatSpinBox(label="sister min (µm)", value=0.4, min=0.0, max=10.0, step=0.05)
+        self.recompute_box = CheckBox(
+            value=False,
+            text="recompute pairs and tracks",
+            tooltip="ignore the layer's own pair_id and track_id (hand-assigned, a reference's, "
+            "or an earlier run's) and pair afresh",
+        )
+        defaults = PairingParams()
+        self.min_um = FloatSpinBox(
+            label="sister min (µm)", value=defaults.min_distance_um, min=0.0, max=10.0, step=0.05
+        )
         self.max_um = FloatSpinBox(
-            label="sister max (µm)", value=1.5, min=0.05, max=10.0, step=0.05
+            label="sister max (µm)", value=defaults.max_distance_um, min=0.05, max=10.0, step=0.05
         )
         self.run_button = PushButton(text="Track, pair and measure")
         self.export_button = PushButton(text="Export measurements CSV…")
@@ -194,6 +196,7 @@ class MeasurementsWidget(KinetochoreWidget):
                 self.mcherry_combo,
                 *self.voxel,
                 self.track_box,
+                self.recompute_box,
                 self.min_um,
                 self.max_um,
                 self.run_button,
@@ -253,8 +256,10 @@ class MeasurementsWidget(KinetochoreWidget):
         kwargs = {
             "mcherry": mcherry,
             "track": bool(self.track_box.value) and layer.ndim == 4,
-            "min_distance_um": float(self.min_um.value),
-            "max_distance_um": float(self.max_um.value),
+            "recompute": bool(self.recompute_box.value),
+            "pairing": PairingParams(
+                min_distance_um=float(self.min_um.value), max_distance_um=float(self.max_um.value)
+            ),
         }
         self._layer = layer
         if blocking:
@@ -290,16 +295,7 @@ class MeasurementsWidget(KinetochoreWidget):
         self._show_links(result, f"{name} pairs", scale)
         self._plot(result)
         self._fill_table(result.table)
-        table = result.table
-        n_pairs = int(table.loc[table["pair_id"] >= 0, "pair_id"].nunique())
-        n_tracks = int(table.loc[table["track_id"] >= 0, "track_id"].nunique())
-        text = f"{len(table)} kinetochore rows, {n_pairs} pairs, {n_tracks} tracks"
-        kk = table["kk_distance_um"].dropna()
-        if len(kk):
-            text += f"; K–K median {kk.median():.3f} µm"
-        if "delta_nm" in table.columns and table["delta_nm"].notna().any():
-            text += f"; delta median {table['delta_nm'].median():.1f} nm"
-        self.set_status(text)
+        self.set_status(result.summary)
 
     def _replace_layer(self, name: str) -> None:
         old = self.layer_named(name)

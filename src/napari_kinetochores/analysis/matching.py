@@ -254,6 +254,36 @@ def localisation_errors_nm(result: MatchResult) -> dict[str, float]:
     }
 
 
+def error_summary(overall: dict, cutoff_um: float, *, detail: bool = True) -> str:
+    """The localisation errors of an evaluation in words, "no matches" when nothing matched.
+
+    Parameters
+    ----------
+    overall : dict
+        :attr:`Evaluation.overall`.
+    cutoff_um : float
+        The main cutoff (µm) the errors were computed at.
+    detail : bool
+        Mean, 95th percentile and per-axis medians too (else the median only).
+
+    Examples
+    --------
+    >>> error_summary({"tp@0.3": 0, "median_nm": float("nan")}, 0.3)
+    'no matches'
+    >>> error_summary({"tp@0.3": 5, "median_nm": 21.04}, 0.3, detail=False)
+    'median error 21.0 nm'
+    """
+    o = overall
+    if not o[f"tp@{cutoff_um:g}"]:
+        return "no matches"
+    if not detail:
+        return f"median error {o['median_nm']:.1f} nm"
+    return (
+        f"median {o['median_nm']:.1f} nm, mean {o['mean_nm']:.1f} nm, p95 {o['p95_nm']:.1f} nm "
+        f"(z {o['median_z_nm']:.1f}, y {o['median_y_nm']:.1f}, x {o['median_x_nm']:.1f} nm)"
+    )
+
+
 @dataclass
 class Evaluation:
     """Detection metrics overall and per time point.
@@ -484,3 +514,64 @@ def match_table(
             table.columns.get_loc("distance_nm"), f"ref_{axis}_um", table[f"ref_{axis}"] * v
         )
     return table
+
+
+def matched_export_table(
+    pred: pd.DataFrame,
+    gt: pd.DataFrame,
+    voxel_size_um: Sequence[float],
+    cutoff_um: float = DEFAULT_CUTOFF_UM,
+    channel: int | None = 0,
+) -> pd.DataFrame:
+    """The matched-points export: :func:`match_table` that keeps the points' own columns.
+
+    The match (TP, FP, FN) goes to ``match_status``, so ``status`` stays the
+    correction status of *Correct labels* (auto, added, moved). Every row
+    carries the other columns of the point it shows (``status``, ``score``,
+    ``channel``, ``pair_id``, ``track_id``, …): the prediction's for TP and
+    FP rows, the reference point's for FN rows (empty where that table lacks
+    the column).
+
+    Parameters
+    ----------
+    pred, gt : pandas.DataFrame
+        Point tables (``t, z, y, x`` voxels, any other columns).
+    voxel_size_um : (3,) sequence
+        Voxel size (z, y, x) in µm.
+    cutoff_um : float
+        Matching cutoff in µm.
+    channel : int or None
+        Keep only rows of this channel; None keeps all rows.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The columns of :func:`match_table` with ``status`` renamed
+        ``match_status``, and the points' own columns before it.
+
+    Examples
+    --------
+    >>> from napari_kinetochores.io import points_frame
+    >>> pred = points_frame([[0, 10, 20, 20]], (0.3, 0.13, 0.13), status=["moved"])
+    >>> gt = points_frame([[0, 10, 20.5, 20], [0, 5, 5, 5]], (0.3, 0.13, 0.13))
+    >>> table = matched_export_table(pred, gt, (0.3, 0.13, 0.13))
+    >>> table[["match_status", "status"]].values.tolist()
+    [['TP', 'moved'], ['FN', nan]]
+    """
+    table = match_table(pred, gt, voxel_size_um, cutoff_um, channel)
+    table = table.rename(columns={"status": "match_status"})
+    coords = {"t", "z", "y", "x", "z_um", "y_um", "x_um"}
+    own = [c for c in dict.fromkeys([*pred.columns, *gt.columns]) if c not in coords]
+    own = [c for c in own if c not in table.columns]
+    pred_rows, ref_rows = table["pred_row"].to_numpy(), table["ref_row"].to_numpy()
+    missed = pred_rows < 0
+    parts = [
+        source.iloc[rows][[c for c in own if c in source.columns]].set_axis(positions)
+        for source, rows, positions in (
+            (pred, pred_rows[~missed], np.flatnonzero(~missed)),
+            (gt, ref_rows[missed], np.flatnonzero(missed)),
+        )
+    ]
+    values = pd.concat(parts).sort_index().reindex(index=range(len(table)), columns=own)
+    at = table.columns.get_loc("match_status")
+    return pd.concat([table.iloc[:, :at], values, table.iloc[:, at:]], axis=1)

@@ -285,7 +285,7 @@ def consistent_pair_ids(
 
 
 def _pair_groups(frames: np.ndarray, tracks: np.ndarray, pair: np.ndarray) -> pd.DataFrame:
-    """One row per (frame, pair id): its first row and the two tracks it joins (or -1)."""
+    """One row per (frame, pair id): its first row and the two tracks it joins (``key``, or None)."""
     rows = np.flatnonzero(pair >= 0)
     table = pd.DataFrame({"t": frames[rows], "pid": pair[rows], "track": tracks[rows], "row": rows})
     tracked = table[table["track"] >= 0]
@@ -293,7 +293,11 @@ def _pair_groups(frames: np.ndarray, tracks: np.ndarray, pair: np.ndarray) -> pd
     groups = table.groupby(["t", "pid"])["row"].min().to_frame()
     groups["key"] = sets.reindex(groups.index)
     groups["key"] = [k if isinstance(k, tuple) and len(k) == 2 else None for k in groups["key"]]
-    return groups.reset_index().sort_values(["t", "row"], kind="stable")
+    groups = groups.reset_index()
+    # two groups of one frame on the same two tracks (e.g. the kinetochores and, with their
+    # ids, their mCherry spots, paired apart) are ambiguous: leave them as they are
+    groups.loc[groups.duplicated(["t", "key"], keep=False), "key"] = None
+    return groups.sort_values(["t", "row"], kind="stable")
 
 
 def stable_pair_ids(
