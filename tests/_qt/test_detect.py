@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from _napari_helpers import (
@@ -226,17 +225,82 @@ def test_bad_layers_give_notifications(viewer):
     widget.method.value = "classical"
     widget.run_button.changed.emit(True)
     assert "2D" in messages("error")[-1] and "3D" in messages("error")[-1]
+    assert [layer.name for layer in viewer.layers] == ["flat"]
 
-    egfp = add_sample(viewer, reference=False)[0]
-    widget.image.value = egfp
-    widget.output.value = "EGFP"  # an image layer, not points
-    widget.run_button.changed.emit(True)
-    assert "is a image layer; a points layer is needed" in messages("error")[-1]
 
-    viewer.add_points(np.zeros((1, 4)), name="unscaled")
-    widget.output.value = "unscaled"
-    widget.run_button.changed.emit(True)
-    assert "different scales" in messages("error")[-1]
-    assert [layer.name for layer in viewer.layers] == ["flat", "EGFP", "mCherry", "unscaled"]
-    assert len(viewer.layers["unscaled"].data) == 1
-    assert isinstance(viewer.layers["unscaled"].features, pd.DataFrame)
+def test_detect_never_overwrites_a_layer_it_did_not_make(viewer, qtbot):
+    from napari_kinetochores._widgets.detect import DetectWidget
+
+    add_sample(viewer)  # EGFP, mCherry, sample_movie_gt (the reference)
+    reference = viewer.layers["sample_movie_gt"]
+    before = reference.data.copy()
+    widget = DetectWidget(viewer)
+    widget.method.value = "classical"
+    widget.frames.value = "current"
+    for taken in ("sample_movie_gt", "EGFP"):  # a points layer, an image layer
+        widget.output.value = taken
+        run_detection(qtbot, widget)
+        assert any(f"layer {taken!r} was not made by Detect" in m for m in messages("warning"))
+        assert widget.output.value == f"{taken} [2]"
+        assert len(viewer.layers[f"{taken} [2]"].data) > 0
+    np.testing.assert_array_equal(reference.data, before)
+    # its own layer it re-uses: the frame's points are replaced, no new layer
+    n_layers, n_points = len(viewer.layers), len(viewer.layers["EGFP [2]"].data)
+    run_detection(qtbot, widget)
+    assert len(viewer.layers) == n_layers and len(viewer.layers["EGFP [2]"].data) == n_points
+
+
+def test_markers_are_psf_sized_and_shown_out_of_slice(viewer, qtbot):
+    from napari_kinetochores._napari.io import DETECTION_MARKER_UM, REFERENCE_MARKER_UM
+    from napari_kinetochores._widgets.detect import DetectWidget
+
+    add_sample(viewer)
+    widget = DetectWidget(viewer)
+    widget.method.value = "classical"
+    widget.frames.value = "current"
+    run_detection(qtbot, widget)
+    detections, reference = viewer.layers["detections"], viewer.layers["sample_movie_gt"]
+    # napari draws sizes in units of the x axis: the markers span their size in µm
+    assert detections.size[0] * VOXEL[2] == pytest.approx(DETECTION_MARKER_UM)
+    assert reference.size[0] * VOXEL[2] == pytest.approx(REFERENCE_MARKER_UM)
+    assert DETECTION_MARKER_UM < 0.24 < REFERENCE_MARKER_UM  # inside / around a spot's FWHM
+    assert str(reference.symbol[0]) == "ring" and reference.border_width[0] <= 0.15
+    for layer in (detections, reference):
+        assert str(layer.projection_mode) == "rescale_linear"
+    assert viewer.dims.margin_left[1] > 0 and viewer.dims.margin_right[1] > 0  # z only
+    assert viewer.dims.margin_left[0] == 0
+    assert viewer.dims.axis_labels == ("t", "z", "y", "x")
+    assert "yellow dot: detection" in viewer.canvas.overlays.text.text
+
+
+@pytest.mark.slow
+def test_default_settings_give_the_cli_points_and_show_its_warning(viewer, qtbot, tmp_path):
+    """GUI = CLI with the defaults: the bundled model, and its short-movie rule."""
+    from napari.utils.notifications import notification_manager
+
+    from napari_kinetochores._widgets.detect import DetectWidget
+    from napari_kinetochores.io import read_volume, write_tiff
+    from napari_kinetochores.nn.checkpoint import bundled_model_path
+
+    if bundled_model_path("default", must_exist=False) is None:
+        pytest.skip("no bundled default model")
+    movie = read_volume(SAMPLE)
+    stack = tmp_path / "stack.tif"  # one 3D frame of one channel
+    write_tiff(stack, np.asarray(movie.data[1:2, :1]), movie.voxel_size_um)
+    for path in (stack, SAMPLE):
+        viewer.layers.clear()
+        viewer.open(str(path), plugin="napari-kinetochores")
+        widget = DetectWidget(viewer)
+        assert widget.method.value == "unet" and widget.model.value == "default"
+        run_detection(qtbot, widget, timeout=300_000)
+        shown = viewer.layers["detections"].data
+        told = [m for m in messages("warning") if "bundled 'single_frame' model" in m]
+        # the worker's warning reached the user (a notification, from the GUI thread), once
+        assert len(told) == (1 if path == stack else 0)
+        assert any("single_frame" in m for m in widget._warned) == (path == stack)
+        out = tmp_path / f"{path.stem}.csv"
+        assert cli(["detect", str(path), "-o", str(out), "--quiet"]) == 0
+        expected = read_points(out, voxel_size_um=VOXEL)
+        np.testing.assert_array_equal(shown, expected[["t", "z", "y", "x"]].to_numpy())
+        widget.close()
+        notification_manager.records.clear()

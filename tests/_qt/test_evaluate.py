@@ -58,14 +58,14 @@ def test_evaluate_equals_the_cli(viewer_with_results, cli_detections, capsys):
         assert widget.cell(i, "FN") == str(row["fn@0.25"])
     assert widget.table.rowCount() == 1 + 4
 
-    # TP/FP/FN points coloured by status, and links between matched pairs
+    # TP/FP/FN rings coloured by status, and links between matched pairs
     matches = viewer.layers["detections vs sample_movie_gt: matches"]
     status = matches.features["status"]
     assert (status == "TP").sum() == overall["tp@0.25"]
     assert (status == "FN").sum() == overall["fn@0.25"]
     green = np.array([46, 204, 64]) / 255
     np.testing.assert_allclose(
-        matches.face_color[(status == "TP").to_numpy()][:, :3],
+        matches.border_color[(status == "TP").to_numpy()][:, :3],
         [green] * int((status == "TP").sum()),
         atol=0.01,
     )

@@ -1,13 +1,17 @@
 """npe2 readers, writer and sample data: thin shells over :mod:`napari_kinetochores.io`.
 
-- Volumes (TIFF/OME-TIFF, zarr/OME-Zarr, HDF5) open as one image layer per
+- Volumes (TIFF/OME-TIFF, zarr/OME-Zarr, HDF5, NumPy ``.npy``: every format
+  :func:`~napari_kinetochores.io.read_volume` reads) open as one image layer per
   channel, scaled by the voxel size (z, y, x) µm, EGFP green and mCherry
   magenta, additive blending. Lazy data (zarr, HDF5, large TIFF) stay lazy.
 - Point CSVs (the package schema, napari's ``axis-N`` and Arivis exports)
   open as a Points layer whose features are the table's other columns.
 - The writer saves a Points layer in the package's CSV schema (voxels and µm).
-- Sample data: the bundled sample movie with its ground truth, and a freshly
+- Sample data: the bundled sample movie with its ground truth (found through
+  :mod:`importlib.resources` when the package holds it), and a freshly
   simulated movie.
+- Markers are sized from the PSF in µm (:func:`marker_size`), shown out of
+  slice, and :func:`legend_text` says what each colour means.
 
 No Qt is imported here; napari is only needed for the layer data tuples'
 meaning, not imported.
@@ -27,21 +31,125 @@ from napari_kinetochores.errors import InputError
 
 LayerDataTuple = tuple[Any, dict, str]
 
-VOLUME_SUFFIXES = (".tif", ".tiff", ".zarr", ".h5", ".hdf5", ".hdf")
+VOLUME_SUFFIXES = (".tif", ".tiff", ".zarr", ".h5", ".hdf5", ".hdf", ".npy")
 POINTS_SUFFIXES = (".csv",)
 #: Colour maps by channel index: EGFP green, mCherry magenta, then others.
 CHANNEL_COLORMAPS = ("green", "magenta", "cyan", "yellow", "gray")
-#: Point marker size in voxels (y, x) for detections and for reference points.
-POINT_SIZE = 3.0
-REFERENCE_POINT_SIZE = 5.0
+#: Marker diameters in µm, from the PSF (sigma 0.10 µm in y and x, so a spot's
+#: FWHM is about 0.24 µm): a detection is a dot well inside its spot (the spot
+#: stays visible around it); a reference point is a thin ring around the spot.
+DETECTION_MARKER_UM = 0.12
+REFERENCE_MARKER_UM = 0.55
+#: Width of a reference ring's line, as a fraction of its diameter.
+RING_WIDTH = 0.12
 #: Point colours by channel (EGFP, mCherry) for detections and for reference points.
 DETECTION_CHANNEL_COLOURS = ("yellow", "magenta")
 REFERENCE_CHANNEL_COLOURS = ("cyan", "orange")
+#: Points this far (µm) above or below the z slice are shown too, shrinking with
+#: the distance (napari >= 0.9: the viewer's z margins; earlier: out of slice display).
+OUT_OF_SLICE_UM = 0.45
+#: Colours of the Evaluate widget's matches (:mod:`napari_kinetochores._widgets.evaluate`).
+MATCH_COLOURS = {"TP": "#2ecc40", "FP": "#ff4136", "FN": "#40a0ff"}
 META_KEY = "napari_kinetochores"
 
+#: Where a source checkout keeps the sample movie (an installed package has none).
 SAMPLE_DIR = Path(__file__).resolve().parents[3] / "sample_data"
 SAMPLE_MOVIE = SAMPLE_DIR / "sample_movie.tif"
 SAMPLE_GT = SAMPLE_DIR / "sample_movie_gt.csv"
+
+
+# --------------------------------------------------------------------------- markers
+
+
+def marker_size(diameter_um: float, scale: Sequence[float]) -> float:
+    """A marker size for a Points layer of ``scale`` that spans ``diameter_um`` µm.
+
+    napari draws point sizes in data units of the last axis (x).
+
+    Examples
+    --------
+    >>> marker_size(0.26, (1.0, 0.3, 0.13, 0.13))
+    2.0
+    """
+    return round(float(diameter_um) / abs(float(scale[-1])), 6)
+
+
+def out_of_slice() -> dict[str, Any]:
+    """Points layer keyword arguments that show points near the slice, smaller with distance.
+
+    napari 0.9 replaced ``out_of_slice_display`` by a projection mode over the
+    viewer's thick slice (see :func:`napari_kinetochores._widgets._common.describe_viewer`,
+    which sets the z margins to :data:`OUT_OF_SLICE_UM`).
+    """
+    from importlib.metadata import version
+
+    major, minor = (int(part) for part in version("napari").split(".")[:2])
+    if (major, minor) >= (0, 9):
+        return {"projection_mode": "rescale_linear"}
+    return {"out_of_slice_display": True}
+
+
+def marker_style(reference: bool, scale: Sequence[float]) -> dict[str, Any]:
+    """Points layer keyword arguments of a detections (dot) or reference (thin ring) layer.
+
+    Both are shown out of slice (:func:`out_of_slice`), shrinking with the
+    distance from the slice.
+    """
+    if reference:
+        return {
+            "size": marker_size(REFERENCE_MARKER_UM, scale),
+            "symbol": "ring",
+            "face_color": "transparent",
+            "border_color": REFERENCE_CHANNEL_COLOURS[0],
+            "border_width": RING_WIDTH,
+            "border_width_is_relative": True,
+            "opacity": 0.9,
+            **out_of_slice(),
+        }
+    return {
+        "size": marker_size(DETECTION_MARKER_UM, scale),
+        "symbol": "disc",
+        "face_color": DETECTION_CHANNEL_COLOURS[0],
+        "border_width": 0.0,
+        "opacity": 1.0,
+        **out_of_slice(),
+    }
+
+
+def legend_text(layers: Sequence[Any]) -> str:
+    """What the marker colours of the plugin's points layers mean (one line per kind).
+
+    Parameters
+    ----------
+    layers
+        The viewer's layers; only visible points layers with the plugin's
+        ``kind`` metadata (detections, reference, matches) count.
+
+    Examples
+    --------
+    >>> legend_text([])
+    ''
+    """
+    kinds = set()
+    channels: dict[str, bool] = {}
+    for layer in layers:
+        meta = (getattr(layer, "metadata", None) or {}).get(META_KEY, {})
+        kind = meta.get("kind") if isinstance(meta, dict) else None
+        if kind and getattr(layer, "visible", True):
+            kinds.add(kind)
+            features = getattr(layer, "features", None)
+            if features is not None and "channel" in features and features["channel"].nunique() > 1:
+                channels[kind] = True
+    lines = []
+    if "detections" in kinds:
+        second = " (mCherry spots: magenta)" if channels.get("detections") else ""
+        lines.append(f"yellow dot: detection{second}")
+    if "reference" in kinds:
+        second = " (mCherry: orange)" if channels.get("reference") else ""
+        lines.append(f"cyan ring: reference label{second}")
+    if "matches" in kinds:
+        lines.append("rings: green TP (matched), red FP (extra), blue FN (missed)")
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- layers
@@ -165,11 +273,7 @@ def points_layer(
         "name": name,
         "scale": scale,
         "features": features,
-        "size": REFERENCE_POINT_SIZE if reference else POINT_SIZE,
-        "symbol": "ring" if reference else "disc",
-        "face_color": "cyan" if reference else "yellow",
-        "border_width": 0.0,
-        "opacity": 0.9,
+        **marker_style(reference, scale),
         "metadata": {
             META_KEY: {
                 "path": None if path is None else str(path),
@@ -180,7 +284,8 @@ def points_layer(
     }
     if "channel" in features.columns and features["channel"].nunique() > 1:
         colours = REFERENCE_CHANNEL_COLOURS if reference else DETECTION_CHANNEL_COLOURS
-        kwargs["face_color"] = channel_colours(features["channel"].to_numpy(), colours)
+        key = "border_color" if reference else "face_color"
+        kwargs[key] = channel_colours(features["channel"].to_numpy(), colours)
     return data, kwargs, "points"
 
 
@@ -211,7 +316,11 @@ def _single_path(path: str | Sequence[str]) -> str | None:
 
 
 def get_volume_reader(path: str | Sequence[str]) -> Callable[[Any], list[LayerDataTuple]] | None:
-    """npe2 reader for TIFF/OME-TIFF, zarr/OME-Zarr and HDF5 movies."""
+    """npe2 reader for every format :func:`~napari_kinetochores.io.read_volume` reads.
+
+    TIFF/OME-TIFF, zarr/OME-Zarr, HDF5 and NumPy ``.npy`` (the manifest's
+    patterns name the same suffixes as :data:`VOLUME_SUFFIXES`).
+    """
     single = _single_path(path)
     if single is None:
         return None
@@ -271,8 +380,14 @@ def read_points_layer(path: str | Sequence[str]) -> list[LayerDataTuple]:
         if layout != "napari" or "default" not in str(warning.message):
             warnings.warn(str(warning.message), UserWarning, stacklevel=2)
     name = Path(single).stem
-    is_reference = any(k in name.lower() for k in ("gt", "ground", "truth", "reference", "ref"))
+    is_reference = _names_reference(name)
     return [points_layer(table, voxel, name, reference=is_reference, path=single)]
+
+
+def _names_reference(name: str) -> bool:
+    """Whether a file or layer name says it holds reference labels (``*_gt``, ``ground truth``…)."""
+    words = [w for w in name.lower().replace("-", "_").replace(" ", "_").split("_") if w]
+    return any(w == "gt" or w.startswith(("ground", "truth", "reference", "ref")) for w in words)
 
 
 def _voxel_from_um(table: pd.DataFrame) -> tuple[float, float, float] | None:
@@ -334,18 +449,37 @@ def sample_movie() -> list[LayerDataTuple]:
     """
     from napari_kinetochores.io import read_points, read_volume
 
-    if SAMPLE_MOVIE.is_file() and SAMPLE_GT.is_file():
-        volume = read_volume(SAMPLE_MOVIE)
-        table = read_points(SAMPLE_GT, voxel_size_um=volume.voxel_size_um)
+    files = sample_files()
+    if files is not None:
+        movie, truth = files
+        volume = read_volume(movie)
+        table = read_points(truth, voxel_size_um=volume.voxel_size_um)
         layers = volume_layers(volume)
-        layers.append(points_layer(table, volume.voxel_size_um, "ground truth", True, SAMPLE_GT))
+        layers.append(points_layer(table, volume.voxel_size_um, "ground truth", True, truth))
         return layers
     warnings.warn(
-        f"sample movie not found in {SAMPLE_DIR}; showing a simulated movie instead",
+        f"sample movie not found (package data or {SAMPLE_DIR}); showing a simulated movie instead",
         UserWarning,
         stacklevel=2,
     )
     return _simulated_layers(_sample_like_params(), seed=20240611, label="sample (simulated)")
+
+
+def sample_files() -> tuple[Path, Path] | None:
+    """The sample movie and its ground-truth CSV, or None when neither place holds them.
+
+    Package data first (:mod:`importlib.resources`, ``napari_kinetochores/data/``),
+    then the source checkout's ``sample_data/``.
+    """
+    from importlib.resources import files
+
+    packaged = files("napari_kinetochores") / "data"
+    movie, truth = packaged / SAMPLE_MOVIE.name, packaged / SAMPLE_GT.name
+    if isinstance(movie, Path) and movie.is_file() and truth.is_file():  # an unzipped install
+        return movie, Path(str(truth))
+    if SAMPLE_MOVIE.is_file() and SAMPLE_GT.is_file():
+        return SAMPLE_MOVIE, SAMPLE_GT
+    return None
 
 
 def simulated_movie() -> list[LayerDataTuple]:

@@ -8,6 +8,7 @@ freeze the viewer or lose a layer.
 
 from __future__ import annotations
 
+import functools
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -16,10 +17,13 @@ from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
+from napari_kinetochores._napari.io import OUT_OF_SLICE_UM, legend_text
+from napari_kinetochores._widgets._layers import default_layer
 from napari_kinetochores.errors import InputError
 
 __all__ = [
     "KinetochoreWidget",
+    "describe_viewer",
     "report_error",
     "show_info",
     "show_warning",
@@ -41,6 +45,40 @@ def report_error(error: BaseException, action: str) -> str:
         traceback.print_exception(type(error), error, error.__traceback__)
     show_error(message)
     return message
+
+
+def describe_viewer(viewer: Any) -> None:
+    """Label the axes t, z, y, x, show points near the z slice, and the markers' legend.
+
+    Axis labels are set only while napari's numeric defaults are shown (a
+    user's own labels stay). Where napari has thick slices (0.9), a z slice
+    without margins gets :data:`~napari_kinetochores._napari.io.OUT_OF_SLICE_UM`
+    on each side, so the points layers (projection mode ``rescale_linear``)
+    show the spots just above and below, smaller. The legend
+    (:func:`~napari_kinetochores._napari.io.legend_text`) is the canvas's text
+    overlay, bottom left, hidden when no plugin layer is shown.
+    """
+    dims = viewer.dims
+    labels = [str(label) for label in dims.axis_labels]
+    if dims.ndim in (3, 4) and all(label.lstrip("-").isdigit() for label in labels):
+        dims.axis_labels = ("t", "z", "y", "x")[4 - dims.ndim :]
+    canvas = getattr(viewer, "canvas", None)
+    if canvas is not None and dims.ndim >= 3:  # napari >= 0.9: thick slices
+        z = dims.ndim - 3
+        if dims.margin_left[z] == 0 and dims.margin_right[z] == 0:
+            dims.margin_left = tuple(
+                OUT_OF_SLICE_UM if i == z else m for i, m in enumerate(dims.margin_left)
+            )
+            dims.margin_right = tuple(
+                OUT_OF_SLICE_UM if i == z else m for i, m in enumerate(dims.margin_right)
+            )
+    text = legend_text(list(viewer.layers))
+    overlay = canvas.overlays.text if canvas is not None else viewer.text_overlay
+    overlay.text = text
+    overlay.position = "bottom_left"
+    overlay.font_size = 9
+    overlay.color = "white"
+    overlay.visible = bool(text)
 
 
 def voxel_size_spinboxes(label: str = "voxel size (µm)") -> list[FloatSpinBox]:
@@ -78,14 +116,35 @@ class KinetochoreWidget(QWidget):
         layout.addWidget(self.form.native)
         layout.addWidget(self.status.native)
         self.setLayout(layout)
+        self._roles: dict[int, tuple[ComboBox, str, str | None]] = {}
+        self._explicit: dict[int, Any] = {}
+        self._choosing = False
         events = self.viewer.layers.events
         for name in ("inserted", "removed", "reordered"):
             getattr(events, name).connect(self.reset_choices)
+        for name in ("inserted", "removed"):
+            getattr(events, name).connect(self._describe_viewer)
+        self._describe_viewer()
 
     # ------------------------------------------------------------------ layers
 
-    def layer_combo(self, label: str, kind: str, nullable: bool = False, **kwargs: Any) -> ComboBox:
-        """A combo box listing the viewer's layers of ``kind`` ("image" or "points")."""
+    def layer_combo(
+        self,
+        label: str,
+        kind: str,
+        nullable: bool = False,
+        role: str | None = None,
+        **kwargs: Any,
+    ) -> ComboBox:
+        """A combo box listing the viewer's layers of ``kind`` ("image" or "points").
+
+        Points combos follow the user (:func:`~._layers.default_layer`) until
+        the user picks a layer: "prediction" is the newest detections layer,
+        "reference" the reference layer, never the layer a "prediction" combo
+        of the same widget shows. ``role`` None: "reference" when the label
+        says so, "prediction" for other required points combos, none (keep
+        empty) for optional ones.
+        """
 
         def choices(_widget: Any) -> list[tuple[str, Any]]:
             return [
@@ -94,12 +153,56 @@ class KinetochoreWidget(QWidget):
                 if layer.__class__.__name__.lower() == kind
             ]
 
-        return ComboBox(label=label, choices=choices, nullable=nullable, **kwargs)
+        combo = ComboBox(label=label, choices=choices, nullable=nullable, **kwargs)
+        if role is None and kind == "points":
+            role = (
+                "reference" if "reference" in label.lower() else None if nullable else "prediction"
+            )
+        if role is not None:
+            self._roles[id(combo)] = (combo, kind, role)
+            combo.changed.connect(functools.partial(self._picked, id(combo)))
+            self._choose_defaults()
+        return combo
+
+    def _picked(self, key: int, value: Any) -> None:
+        if not self._choosing:
+            self._explicit[key] = value
+
+    def _choose_defaults(self) -> None:
+        """Give every role combo the user has not set its default layer."""
+        self._choosing = True
+        try:
+            chosen = {}
+            for key, (combo, kind, role) in sorted(
+                self._roles.items(), key=lambda item: item[1][2] != "prediction"
+            ):
+                explicit = self._explicit.get(key)
+                if explicit is not None and any(explicit is c for c in combo.choices):
+                    chosen[role] = explicit
+                    continue
+                self._explicit.pop(key, None)
+                layer = default_layer(self.viewer.layers, kind, role, chosen.get("prediction"))
+                if layer is not None or combo._nullable:
+                    combo.value = layer
+                chosen[role] = combo.value
+        finally:
+            self._choosing = False
+
+    def _describe_viewer(self, *_: Any) -> None:
+        try:
+            describe_viewer(self.viewer)
+        except RuntimeError:  # the viewer is closing
+            pass
 
     def reset_choices(self, *_: Any) -> None:
         """Refresh the layer lists (called when layers are added, removed or moved)."""
         try:
-            self.form.reset_choices()
+            self._choosing = True
+            try:
+                self.form.reset_choices()
+            finally:
+                self._choosing = False
+            self._choose_defaults()
         except RuntimeError:  # the Qt widget is gone (closed dock)
             pass
 

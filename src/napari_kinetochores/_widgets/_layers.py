@@ -193,3 +193,72 @@ def set_points(layer: Any, table: pd.DataFrame) -> None:
     layer.data = data
     layer.features = features
     layer.refresh()
+
+
+# --------------------------------------------------------------------------- default choices
+
+#: Words in a layer name that mark reference labels (as the CSV reader decides).
+REFERENCE_WORDS = ("gt", "ground", "truth", "reference", "ref")
+
+
+def layer_role(layer: Any) -> str:
+    """What a points layer holds: "detections", "reference", "matches" or "" (unknown).
+
+    From the plugin's metadata (the reader, Detect and Evaluate set it), else
+    from the name (``ground truth``, ``*_gt``, ``reference``… are references;
+    ``detections…`` are detections).
+    """
+    meta = (layer.metadata or {}).get(META_KEY, {})
+    kind = meta.get("kind") if isinstance(meta, dict) else None
+    if kind in ("detections", "reference", "matches"):
+        return kind
+    words = [w for w in layer.name.lower().replace("-", "_").replace(" ", "_").split("_") if w]
+    if any(w.startswith(REFERENCE_WORDS[1:]) or w == "gt" for w in words):
+        return "reference"
+    return "detections" if layer.name.lower().startswith("detections") else ""
+
+
+def default_layer(layers: Any, kind: str, role: str, exclude: Any = None) -> Any:
+    """The layer a new widget should pick for ``role`` (None when nothing fits).
+
+    Parameters
+    ----------
+    layers
+        The viewer's layers, oldest first.
+    kind
+        "points" or "image".
+    role
+        "prediction": the newest detections layer (else the newest points
+        layer that is no reference); "reference": the newest reference layer
+        (else the newest other points layer that is not ``exclude``).
+    exclude
+        A layer the choice must not be (the other side of a comparison).
+
+    Examples
+    --------
+    >>> class Layer:
+    ...     def __init__(self, name): self.name, self.metadata = name, {}
+    ...     __class__ = type("Points", (), {})
+    >>> layers = [Layer("ground truth"), Layer("detections"), Layer("clicks")]
+    >>> default_layer(layers, "points", "prediction").name
+    'detections'
+    >>> default_layer(layers, "points", "reference").name
+    'ground truth'
+    """
+    candidates = [
+        layer
+        for layer in reversed(list(layers))
+        if _layer_kind(layer) == kind and layer is not exclude
+    ]
+    roles = {id(layer): layer_role(layer) for layer in candidates}
+    if role == "prediction":
+        order = ("detections", "")
+    elif role == "reference":
+        order = ("reference", "")
+    else:
+        raise ValueError(f"unknown role {role!r}")
+    for wanted in order:
+        for layer in candidates:
+            if roles[id(layer)] == wanted:
+                return layer
+    return None

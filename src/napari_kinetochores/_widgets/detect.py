@@ -10,11 +10,17 @@ pipeline as ``kinetochores detect``, in a thread worker. Each finished frame
 replaces that frame's points in the output Points layer (never stacking
 duplicates), which has the image's scale so the points sit on the spots.
 Cancel stops after the current frame and keeps the frames already done.
+
+The output layer is one this widget made; a layer of that name that it did
+not make (the reference, a loaded CSV) is never overwritten: the points go to
+``<name> [2]`` instead. Warnings raised in the worker (e.g. "using the bundled
+'single_frame' model instead") are shown as napari notifications.
 """
 
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,7 +39,12 @@ from magicgui.widgets import (
 from napari.qt.threading import thread_worker
 from napari.utils import progress
 
-from napari_kinetochores._napari.io import DETECTION_CHANNEL_COLOURS, POINT_SIZE, channel_colours
+from napari_kinetochores._napari.io import (
+    DETECTION_CHANNEL_COLOURS,
+    META_KEY,
+    channel_colours,
+    marker_style,
+)
 from napari_kinetochores._widgets._common import (
     KinetochoreWidget,
     show_warning,
@@ -53,6 +64,8 @@ from napari_kinetochores.detection import DetectionOptions, iter_detections
 from napari_kinetochores.errors import InputError
 
 FRAME_CHOICES = ("current", "range", "all")
+#: Marks the points layers this widget made (the only ones it writes into).
+MADE_BY = "Detect kinetochores"
 
 
 def detection_methods() -> list[str]:
@@ -72,36 +85,45 @@ def detection_worker(
     frames: list[int],
     cancel: threading.Event,
     with_probability: bool,
-) -> Iterator[tuple[int, pd.DataFrame, np.ndarray | None]]:
-    """Yield (t, detections, probability or None) per frame; return ``{"error": …}``.
+) -> Iterator[tuple[int, pd.DataFrame, np.ndarray | None, list[str]]]:
+    """Yield (t, detections, probability or None, new warnings) per frame.
 
-    Errors are returned (wrapped: a returned exception would be re-raised by
-    the worker), not raised, so the widget shows one clear notification and
-    keeps every frame already done.
+    Returns ``{"error": exception or None, "warnings": [...]}``. Errors are
+    returned (wrapped: a returned exception would be re-raised by the
+    worker), not raised, so the widget shows one clear notification and keeps
+    every frame already done. Warnings are recorded here and handed to the
+    GUI thread, which shows them as notifications.
     """
     predictions: dict[int, np.ndarray] = {}
 
     def keep(t: int, prediction: np.ndarray) -> None:
         predictions[t] = prediction[0]
 
-    try:
-        if options.method == "stardist":  # TensorFlow cannot share a process with Qt
-            from napari_kinetochores._napari.isolated import iter_detections_isolated
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # each run shows them; the widget drops repeats
+        sent = 0
+        try:
+            if options.method == "stardist":  # TensorFlow cannot share a process with Qt
+                from napari_kinetochores._napari.isolated import iter_detections_isolated
 
-            frames_done = iter_detections_isolated(volume, options, frames, cancelled=cancel.is_set)
-        else:
-            frames_done = iter_detections(
-                volume,
-                options,
-                frames,
-                cancelled=cancel.is_set,
-                on_prediction=keep if with_probability else None,
-            )
-        for t, table in frames_done:
-            yield t, table, predictions.pop(t, None)
-    except Exception as error:  # reported by the widget as a notification
-        return {"error": error}
-    return {"error": None}
+                frames_done = iter_detections_isolated(
+                    volume, options, frames, cancelled=cancel.is_set
+                )
+            else:
+                frames_done = iter_detections(
+                    volume,
+                    options,
+                    frames,
+                    cancelled=cancel.is_set,
+                    on_prediction=keep if with_probability else None,
+                )
+            for t, table in frames_done:
+                new = [str(w.message) for w in caught[sent:]]
+                sent = len(caught)
+                yield t, table, predictions.pop(t, None), new
+        except Exception as error:  # reported by the widget as a notification
+            return {"error": error, "warnings": [str(w.message) for w in caught[sent:]]}
+        return {"error": None, "warnings": [str(w.message) for w in caught[sent:]]}
 
 
 class DetectWidget(KinetochoreWidget):
@@ -187,6 +209,7 @@ class DetectWidget(KinetochoreWidget):
         self._probability: dict[int, np.ndarray] = {}
         self._probability_layer: Any = None
         self._error: BaseException | None = None
+        self._warned: set[str] = set()
 
         self.image.changed.connect(self._image_changed)
         self.method.changed.connect(self._method_changed)
@@ -305,6 +328,7 @@ class DetectWidget(KinetochoreWidget):
         self._prepare_probability(image, options)
         self._cancel.clear()
         self._done, self._total, self._error = [], len(frames), None
+        self._warned = set()
         self._progress = progress(total=len(frames), desc="Detecting kinetochores")
         self.worker = detection_worker(
             volume, options, frames, self._cancel, bool(self._probability_layer is not None)
@@ -325,26 +349,36 @@ class DetectWidget(KinetochoreWidget):
             self.set_status("cancelling after the current frame…")
 
     def _output_layer(self, image: Any) -> Any:
+        """The points layer to write into: one this widget made, else a new one.
+
+        A layer of the chosen name that this widget did not make (or that no
+        longer fits the image) is left alone: the points go to ``<name> [2]``.
+        """
         name = self.output.value.strip() or "detections"
         layer = self.layer_named(name)
-        if layer is not None:
-            require_layer(layer, "points", f"the output layer {name!r}")
-            if layer.ndim != image.ndim:
-                raise InputError(
-                    f"the output layer {name!r} has {layer.ndim} dimensions but the image "
-                    f"{image.ndim}; choose another output name"
-                )
-            check_same_scale(layer, image)
+        if layer is not None and self._reusable(layer, image):
             return layer
+        if layer is not None:
+            free = next(
+                f"{name} [{k}]"
+                for k in range(2, len(self.viewer.layers) + 3)
+                if self._reusable_or_free(f"{name} [{k}]", image)
+            )
+            show_warning(
+                f"layer {name!r} was not made by Detect for this image; "
+                f"the detections go to {free!r} (it is left as it is)"
+            )
+            self.output.value = free
+            if self.layer_named(free) is not None:
+                return self.layer_named(free)
+            name = free
         return self.viewer.add_points(
             np.zeros((0, image.ndim)),
             ndim=image.ndim,
             name=name,
             scale=image.scale,
             translate=image.translate,
-            size=POINT_SIZE,
-            face_color="yellow",
-            border_width=0.0,
+            **marker_style(False, image.scale),
             features=pd.DataFrame(
                 {
                     "channel": pd.Series(dtype=int),
@@ -352,7 +386,26 @@ class DetectWidget(KinetochoreWidget):
                     "status": pd.Series(dtype=object),
                 }
             ),
+            metadata={META_KEY: {"kind": "detections", "made_by": MADE_BY}},
         )
+
+    @staticmethod
+    def _reusable(layer: Any, image: Any) -> bool:
+        """A points layer this widget made, with the image's dimensions and scale."""
+        meta = (layer.metadata or {}).get(META_KEY, {})
+        if layer.__class__.__name__ != "Points" or not isinstance(meta, dict):
+            return False
+        if meta.get("made_by") != MADE_BY or layer.ndim != image.ndim:
+            return False
+        try:
+            check_same_scale(layer, image)
+        except InputError:
+            return False
+        return True
+
+    def _reusable_or_free(self, name: str, image: Any) -> bool:
+        layer = self.layer_named(name)
+        return layer is None or self._reusable(layer, image)
 
     def _prepare_probability(self, image: Any, options: DetectionOptions) -> None:
         self._probability = {}
@@ -382,8 +435,16 @@ class DetectWidget(KinetochoreWidget):
             )
         self._image_shape = tuple(image.data.shape)
 
-    def _on_frame(self, item: tuple[int, pd.DataFrame, np.ndarray | None]) -> None:
-        t, table, prediction = item
+    def _show_warnings(self, messages: list[str]) -> None:
+        """Show the worker's warnings as notifications (each once per run)."""
+        for message in messages:
+            if message not in self._warned:
+                self._warned.add(message)
+                show_warning(message)
+
+    def _on_frame(self, item: tuple[int, pd.DataFrame, np.ndarray | None, list[str]]) -> None:
+        t, table, prediction, caught = item
+        self._show_warnings(caught)
         layer = self._points
         current = points_to_table(layer)
         keep = np.round(current["t"].to_numpy(float)).astype(int) != t
@@ -417,6 +478,7 @@ class DetectWidget(KinetochoreWidget):
 
     def _on_returned(self, outcome: dict) -> None:
         self._error = outcome.get("error")
+        self._show_warnings(outcome.get("warnings", []))
 
     def _on_finished(self) -> None:
         if self._progress is not None:

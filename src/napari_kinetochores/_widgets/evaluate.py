@@ -21,6 +21,7 @@ import pandas as pd
 from magicgui.widgets import FloatSpinBox, PushButton, SpinBox
 from qtpy.QtWidgets import QAbstractItemView, QTableWidget, QTableWidgetItem
 
+from napari_kinetochores._napari.io import MATCH_COLOURS, META_KEY, marker_style
 from napari_kinetochores._widgets._common import KinetochoreWidget, PlotCanvas
 from napari_kinetochores._widgets._layers import check_same_scale, points_to_table, require_layer
 from napari_kinetochores.analysis.matching import (
@@ -30,8 +31,9 @@ from napari_kinetochores.analysis.matching import (
     evaluate_points,
     match_table,
 )
+from napari_kinetochores.errors import InputError
 
-STATUS_COLOURS = {"TP": "#2ecc40", "FP": "#ff4136", "FN": "#40a0ff"}
+STATUS_COLOURS = MATCH_COLOURS
 COLUMNS = (
     ("frame", None),
     ("predicted", "n_pred"),
@@ -112,6 +114,11 @@ class EvaluateWidget(KinetochoreWidget):
         """
         pred_layer = require_layer(self.prediction.value, "points", "the prediction")
         ref_layer = require_layer(self.reference.value, "points", "the reference")
+        if pred_layer is ref_layer:
+            raise InputError(
+                f"prediction and reference are the same layer ({pred_layer.name!r}); "
+                "choose the reference labels as reference"
+            )
         check_same_scale(pred_layer, ref_layer)
         voxel = tuple(float(s) for s in pred_layer.scale[-3:])
         pred = points_to_table(pred_layer, voxel)
@@ -152,13 +159,12 @@ class EvaluateWidget(KinetochoreWidget):
                 name=f"{name}: matches",
                 scale=pred_layer.scale,
                 translate=pred_layer.translate,
-                size=4.0,
-                symbol="ring",
-                border_width=0.0,
+                **marker_style(True, pred_layer.scale),
+                metadata={META_KEY: {"kind": "matches"}},
             )
         layer.data = coords
         layer.features = features
-        layer.face_color = colours
+        layer.border_color = colours
         layer.scale = pred_layer.scale
         self.match_layer = layer
 
