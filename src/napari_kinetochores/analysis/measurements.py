@@ -37,7 +37,7 @@ from napari_kinetochores.analysis.inputs import (
 )
 from napari_kinetochores.analysis.pairing import PairingParams, pair_table, sister_rows
 from napari_kinetochores.analysis.plate import PLATE_COLUMNS, fit_plates, plate_values_per_point
-from napari_kinetochores.analysis.tracking import TrackingParams
+from napari_kinetochores.analysis.tracking import TrackingParams, stable_pair_ids, track_table
 from napari_kinetochores.errors import InputError
 
 __all__ = [
@@ -108,12 +108,13 @@ def _ids(points: pd.DataFrame, column: str) -> np.ndarray:
 def _tracked(
     table: pd.DataFrame, voxel: np.ndarray, channel: int | None, tracking: TrackingParams | None
 ) -> pd.DataFrame:
-    """``table`` with computed ``track_id``; its pair columns are left exactly as they are."""
-    from napari_kinetochores.analysis.tracking import track_table
-
+    """``table`` with computed ``track_id``; its pair columns are left exactly as they are
+    (:func:`track_table` would re-vote them with ``consistent_pair_ids``)."""
     pair_columns = [c for c in _PAIR_COLUMNS if c in table.columns]
     tracked = track_table(table.drop(columns=pair_columns), voxel, params=tracking, channel=channel)
-    return tracked.join(table[pair_columns])
+    for column in pair_columns:
+        tracked[column] = table[column].to_numpy()
+    return tracked
 
 
 def track_and_pair(
@@ -197,10 +198,9 @@ def track_and_pair(
     if pairs_in:
         if "track_id" in table.columns:
             frames = as_frames(table["t"].to_numpy(), len(table))
-            from napari_kinetochores.analysis.tracking import stable_pair_ids
-
-            ids = stable_pair_ids(frames, _ids(table, "track_id"), _ids(table, "pair_id"))
-            table["pair_id"] = ids
+            table["pair_id"] = stable_pair_ids(
+                frames, _ids(table, "track_id"), _ids(table, "pair_id")
+            )
     else:
         table = table.drop(columns=[c for c in _PAIR_COLUMNS if c in table.columns])
         table = pair_table(
