@@ -107,9 +107,10 @@ def section(results: dict) -> str:
         f"(StarDist3D, {info.get('n_rays')} rays with anisotropy {info.get('anisotropy')}, grid "
         f"{info.get('grid')}; default probability threshold {num(info.get('threshold'), 2)}; "
         f"detections at the {info.get('center')}-weighted centre of each polyhedron). "
-        f"Held-out movies of `bench_detection.py` ({results['n_movies_per_condition']} per condition, "
-        "3 frames, 32 × 128 × 128), F1 pooled over the movies, matching cutoff 0.3 µm unless "
-        "stated. Produced by `benchmarks/bench_stardist.py` (needs the `[stardist]` extra); see "
+        f"Held-out movies of the detection benchmark (`benchmarks.common.make_movies`; "
+        f"{results['n_movies_per_condition']} per condition, 3 frames, 32 × 128 × 128), F1 pooled "
+        "over the movies, matching cutoff 0.3 µm unless stated. Produced by "
+        "`python -m benchmarks.bench_stardist` (needs the `[stardist]` extra); see "
         "[stardist.md](stardist.md).",
         "",
     ]

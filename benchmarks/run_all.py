@@ -5,8 +5,9 @@ repository root; a failed step is reported and the others still run. A step
 that cannot run here is skipped with a line that says why, and the summary
 lists it again.
 
-Quick set (default; target: under 15 minutes on 2 cores, measured end to end in
-docs/benchmarks.md):
+Quick set (default; on 2 cores the matching, detection, peer and report steps
+took 13.5 min end to end, docs/benchmarks.md; the batch and pairing checks add
+about 2 min, the robustness step about 10):
 
 1. ``matching``: ``bench_matching --quick``, matching scaling, 1e2 … 1e5 points;
 2. ``detection``: ``bench_detection --quick``, our UNet against our classical
@@ -17,7 +18,8 @@ docs/benchmarks.md):
    written by hand from full runs (34 min for pairing alone), so the quick
    runs write to ``runs/bench_quick/`` and leave ``results/batch.json`` and
    ``results/pairing_tracking.json`` alone;
-5. ``robustness``: ``bench_robustness --quick``, when that module exists;
+5. ``robustness``: ``bench_robustness --quick`` (``--full`` with ``--full``),
+   held-out movies of an independent renderer, when that module exists;
 6. ``stardist``: only with ``--full`` or ``--only stardist`` (in the quick set
    StarDist is measured by the peer step);
 7. ``peers``: ``peers.run_peers --quick`` in ``.venv-peers``, when that
@@ -163,7 +165,8 @@ def main() -> int:
         if importlib.util.find_spec("benchmarks.bench_robustness") is None:
             done.append(skip("robustness", "benchmarks/bench_robustness.py does not exist yet"))
         else:
-            done.append(run("robustness", module("bench_robustness", *quick)))
+            size = "--full" if args.full else "--quick"
+            done.append(run("robustness", module("bench_robustness", size)))
     if "stardist" in steps:
         done.append(stardist_step(args, asked, quick))
     if "peers" in steps:
