@@ -23,3 +23,33 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     )
     for item in tensorflow_items:
         item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tiny_stardist_model(tmp_path_factory):
+    """A tiny StarDist3D trained on bright simulated spots (configs/stardist_tiny.yaml): (config, result).
+
+    Trained once per pytest process and shared by the training tests
+    (tests/training/test_stardist.py) and the detector tests
+    (tests/backends/test_stardist.py). Skipped without the extra.
+    """
+    pytest.importorskip(
+        "stardist",
+        reason='StarDist backend not installed: pip install "napari-kinetochores[stardist]"',
+    )
+    pytest.importorskip(
+        "tensorflow", reason='TensorFlow not installed: pip install "napari-kinetochores[stardist]"'
+    )
+    from pathlib import Path
+
+    import tensorflow as tf
+
+    from napari_kinetochores.training.stardist import load_stardist_config, train_stardist
+
+    # Seeded and deterministic ops: the tiny run is the same on every CI run (no flaky asserts).
+    tf.config.experimental.enable_op_determinism()
+    repo = Path(__file__).resolve().parents[1]
+    config = load_stardist_config(repo / "configs" / "stardist_tiny.yaml")
+    config.output_dir = str(tmp_path_factory.mktemp("stardist") / "tiny")
+    result = train_stardist(config, progress=False)
+    return config, result

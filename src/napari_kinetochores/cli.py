@@ -365,7 +365,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if declared is not None and declared != backend:
         raise InputError(f"this is a {declared} config; use --backend {declared}", args.config)
     if backend == "stardist":
-        from napari_kinetochores.backends.stardist import load_stardist_config, train_stardist
+        from napari_kinetochores.training.stardist import load_stardist_config, train_stardist
 
         config = load_stardist_config(args.config)
         if args.output_dir is not None:
@@ -373,7 +373,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = train_stardist(config, resume=args.resume)
         print(
             f"StarDist model: {result.model_dir} (validation F1 {result.best_f1:.4f} at "
-            f"probability {result.threshold:g})"
+            f"probability {result.threshold:g}, on {result.validated_on})"
         )
         return 0
     config = load_config(args.config)
@@ -382,7 +382,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.device is not None:
         config.device = args.device
     result = train(config, resume=args.resume)
-    print(f"best checkpoint: {result.best_checkpoint} (validation F1 {result.best_f1:.4f})")
+    print(
+        f"best checkpoint: {result.best_checkpoint} (validation F1 {result.best_f1:.4f} "
+        f"on {result.validated_on})"
+    )
     return 0
 
 

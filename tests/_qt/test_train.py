@@ -72,3 +72,38 @@ def test_train_cancel_keeps_best_and_detect_lists_it(make_napari_viewer, qtbot, 
     widget.model_file.value = tmp_path / "nope.pt"
     widget.train_button.changed.emit(True)
     assert "model file not found" in messages("error")[-1] and not widget.running
+
+
+def test_fine_tuning_validates_on_held_out_frames_of_the_users_labels(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch
+):
+    """Issue 18 item 7: the F1 shown is that of a held-out frame of the user's labels, and says so."""
+    from napari_kinetochores._widgets.train import NEW_MODEL, TrainWidget
+    from napari_kinetochores.simulate import SimulationParams, simulate_movie
+
+    movie = simulate_movie(SimulationParams(n_frames=4, shape_zyx=(12, 40, 40), n_pairs=4), seed=3)
+    scale = (1.0, *movie.params.voxel_size_um)
+    labels = movie.points[movie.points["channel"] == 0][["t", "z", "y", "x"]].to_numpy()
+    viewer = make_napari_viewer()
+    image = viewer.add_image(movie.image[:, 0], name="EGFP", scale=scale)
+    points = viewer.add_points(labels, name="corrected", scale=scale)
+    widget = TrainWidget(viewer)
+    widget.image.value, widget.points.value = image, points
+    widget.start_model.value = NEW_MODEL
+    widget.base_config.value = quick_config(tmp_path)
+    widget.epochs.value, widget.steps.value = 1, 1
+    widget.output.value = tmp_path / "run"
+    statuses = []
+    show = widget.set_status
+    monkeypatch.setattr(widget, "set_status", lambda text: (statuses.append(text), show(text)))
+    widget.train_button.changed.emit(True)
+    qtbot.waitUntil(lambda: not widget.running, timeout=60_000)
+
+    result = widget.result
+    assert result.validated_on == "1 held-out frame of your labels (t=3)"
+    assert [row["validated_on"] for row in widget.history] == ["held_out"]
+    assert "f1_held_out" in widget.history[0]
+    epoch_status = [text for text in statuses if text.startswith("epoch 1: loss")]
+    assert epoch_status and epoch_status[0].endswith("on held-out frames of your labels"), statuses
+    final = f"validation F1 {result.best_f1:.3f} on 1 held-out frame of your labels (t=3)"
+    assert final in messages("info")[-1] and final in widget.status.value

@@ -1,7 +1,9 @@
-"""Tests of the StarDist 3D backend: instance labels, missing-extra errors, a tiny training run.
+"""Tests of the StarDist 3D detector: instance labels, missing-extra errors, detection with a
+tiny trained model (``tiny_stardist_model`` in conftest.py; training is tested in
+tests/training/test_stardist.py).
 
 The instance-label and missing-TensorFlow tests need no TensorFlow. The
-training and detection tests are skipped with a clear reason when the extra
+detection tests are skipped with a clear reason when the extra
 ``napari-kinetochores[stardist]`` is not installed (``make test`` installs it).
 """
 
@@ -12,11 +14,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from napari_kinetochores.core.targets import instance_labels
 from napari_kinetochores.errors import InputError
+from napari_kinetochores.io.volumes import volume_from_array
 
 VOXEL = (0.3, 0.13, 0.13)
 REPO = Path(__file__).resolve().parents[2]
@@ -103,7 +105,7 @@ def test_missing_tensorflow_says_how_to_install(monkeypatch):
         require_stardist()
     with pytest.raises(InputError, match=r"napari-kinetochores\[stardist\]"):
         StarDistDetector.load()
-    volume = _ArrayVolume(np.zeros((1, 1, 8, 16, 16), np.float32))
+    volume = volume_from_array(np.zeros((1, 1, 8, 16, 16), np.float32), VOXEL)
     with pytest.raises(InputError, match=r'pip install "napari-kinetochores\[stardist\]"'):
         list(iter_detections(volume, DetectionOptions(method="stardist")))
 
@@ -135,29 +137,13 @@ def test_cli_detect_stardist_without_tensorflow_exits_with_install_hint(
     assert 'pip install "napari-kinetochores[stardist]"' in capsys.readouterr().err
 
 
-def test_stardist_config_validation():
-    from napari_kinetochores.backends.stardist import (
-        anisotropy_from_voxel_size,
-        load_stardist_config,
-        n_tiles_for,
-        stardist_config_from_dict,
-    )
+def test_anisotropy_and_tiles():
+    from napari_kinetochores.backends.stardist import anisotropy_from_voxel_size, n_tiles_for
 
-    config = load_stardist_config(REPO / "configs" / "stardist.yaml")
-    assert config.net.grid[0] == 1
-    tiny = load_stardist_config(REPO / "configs" / "stardist_tiny.yaml")
-    assert tiny.epochs * tiny.steps_per_epoch <= 300
     assert anisotropy_from_voxel_size((0.3, 0.13, 0.13)) == pytest.approx((2.3077, 1.0, 1.0))
     assert n_tiles_for((61, 1000, 1000), (64, 256, 256)) == (1, 4, 4)
-    with pytest.raises(InputError, match="must not subsample z"):
-        stardist_config_from_dict({"net": {"grid": [2, 2, 2]}})
-    with pytest.raises(InputError, match="divisible"):
-        stardist_config_from_dict({"patch_shape": [16, 60, 60]})
-    with pytest.raises(InputError, match="unknown option"):
-        stardist_config_from_dict({"net": {"n_rayz": 8}})
-    assert config.normalization == "noise"
-    with pytest.raises(InputError, match="normalization"):
-        stardist_config_from_dict({"normalization": "zscore"})
+    with pytest.raises(InputError, match="voxel size"):
+        anisotropy_from_voxel_size((0.3, 0.0, 0.13))
 
 
 def test_stardist_input_is_in_noise_units_so_an_empty_field_stays_noise():
@@ -180,77 +166,18 @@ def test_stardist_input_is_in_noise_units_so_an_empty_field_stays_noise():
 # --------------------------------------------------------------------------- with TensorFlow
 
 
-class _ArrayVolume:
-    def __init__(self, data, voxel=VOXEL, path="memory"):
-        self.data = data
-        self.voxel_size_um = tuple(voxel)
-        self.path = Path(path)
-        self.n_frames, self.n_channels = data.shape[:2]
-
-    def frame(self, t, channel=None):
-        return np.asarray(self.data[t] if channel is None else self.data[t, channel], np.float32)
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    """A tiny StarDist3D trained for a few CPU steps on bright simulated spots (shared by the tests)."""
-    pytest.importorskip(
-        "stardist",
-        reason='StarDist backend not installed: pip install "napari-kinetochores[stardist]"',
-    )
-    pytest.importorskip(
-        "tensorflow", reason='TensorFlow not installed: pip install "napari-kinetochores[stardist]"'
-    )
-    import tensorflow as tf
-
-    from napari_kinetochores.backends.stardist import load_stardist_config, train_stardist
-
-    # Seeded and deterministic ops: the tiny run is the same on every CI run (no flaky asserts).
-    tf.config.experimental.enable_op_determinism()
-    config = load_stardist_config(REPO / "configs" / "stardist_tiny.yaml")
-    config.output_dir = str(tmp_path_factory.mktemp("stardist") / "tiny")
-    result = train_stardist(config, progress=False)
-    return config, result
-
-
 @pytest.mark.slow
 @pytest.mark.tensorflow
-def test_tiny_stardist_trains_and_writes_a_model_folder(tiny_model):
-    config, result = tiny_model
-    folder = result.model_dir
-    for name in (
-        "config.json",
-        "weights_best.h5",
-        "thresholds.json",
-        "kinetochores.json",
-        "log.csv",
-    ):
-        assert (folder / name).is_file(), name
-    assert result.epochs_run == config.epochs
-    assert 0.0 <= result.best_f1 <= 1.0
-    log = pd.read_csv(result.log_path)
-    assert list(log["epoch"]) == list(range(1, config.epochs + 1))
-    assert np.isfinite(log["loss"]).all()
-    import json
-
-    stored = json.loads((folder / "config.json").read_text())
-    assert stored["grid"] == [1, 2, 2]
-    assert stored["anisotropy"] == pytest.approx([0.3 / 0.13, 1.0, 1.0], rel=1e-3)
-    assert stored["rays_json"]["kwargs"]["anisotropy"] == pytest.approx(stored["anisotropy"])
-
-
-@pytest.mark.slow
-@pytest.mark.tensorflow
-def test_tiny_stardist_detects_spots_in_the_point_schema(tiny_model):
+def test_tiny_stardist_detects_spots_in_the_point_schema(tiny_stardist_model):
     from napari_kinetochores.analysis.matching import match_points
     from napari_kinetochores.detection import DetectionOptions, detect_movie
     from napari_kinetochores.simulate import SimulationParams, simulate_movie
 
-    _, result = tiny_model
+    _, result = tiny_stardist_model
     movie = simulate_movie(
         SimulationParams(n_frames=1, shape_zyx=(16, 48, 48), n_pairs=6, snr=14.0), seed=4242
     )
-    volume = _ArrayVolume(movie.image.astype(np.float32), movie.params.voxel_size_um)
+    volume = volume_from_array(movie.image.astype(np.float32), movie.params.voxel_size_um)
     options = DetectionOptions(method="stardist", model=str(result.model_dir))  # its own threshold
     table = detect_movie(volume, options, progress=False)
     assert {"t", "z", "y", "x", "z_um", "y_um", "x_um", "channel", "score", "status"} <= set(
@@ -272,11 +199,11 @@ def test_tiny_stardist_detects_spots_in_the_point_schema(tiny_model):
 
 @pytest.mark.slow
 @pytest.mark.tensorflow
-def test_stardist_detector_tiles_and_threshold(tiny_model):
+def test_stardist_detector_tiles_and_threshold(tiny_stardist_model):
     from napari_kinetochores.backends.stardist import StarDistDetector
     from napari_kinetochores.simulate import SimulationParams, simulate_movie
 
-    _, result = tiny_model
+    _, result = tiny_stardist_model
     detector = StarDistDetector.load(result.model_dir, tile_shape=(16, 32, 32))
     movie = simulate_movie(
         SimulationParams(n_frames=1, shape_zyx=(16, 48, 48), n_pairs=6, snr=14.0), seed=7

@@ -20,13 +20,16 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
-def test_train_tiny_config_then_detect(tmp_path):
+def test_train_tiny_config_then_detect(tmp_path, capsys):
     from napari_kinetochores.cli import main
 
     config = tmp_path / "tiny.yaml"
     shutil.copy(REPO / "configs" / "tiny.yaml", config)
     out = tmp_path / "run"
     assert main(["train", str(config), "--output-dir", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "validating on 1 simulated movie (SNR moderate; no labels of yours" in printed
+    assert "(validation F1 " in printed and " on 1 simulated movie (SNR moderate" in printed
     assert (out / "best.pt").is_file() and (out / "last.pt").is_file()
     log = (out / "log.csv").read_text().splitlines()
     assert log[0].startswith("epoch,loss,val_f1") and len(log) == 3

@@ -8,9 +8,14 @@ loss and the validation F1. Cancel stops at the next step; the best
 checkpoint so far is kept. The new model becomes selectable in the Detect
 widget.
 
+Validation is on held-out frames of the user's own labels (every
+``validation.held_out_every``-th labelled frame, at least one) when the
+labels cover two frames or more, else on simulated movies; the status line
+and the final notification say which.
+
 With the network "stardist" (extra ``[stardist]``) the widget builds a
-:class:`~napari_kinetochores.backends.stardist.StarDistConfig` the same way and
-runs :func:`~napari_kinetochores.backends.stardist.train_stardist` in a
+:class:`~napari_kinetochores.training.stardist.StarDistConfig` the same way and
+runs :func:`~napari_kinetochores.training.stardist.train_stardist` in a
 separate process (:mod:`napari_kinetochores._napari.isolated`: TensorFlow cannot
 share a process with Qt); Cancel ends that process, and the model folder
 keeps the best weights written at the end of an epoch.
@@ -44,6 +49,7 @@ from napari_kinetochores._widgets._models import FROM_FILE, model_choices, regis
 from napari_kinetochores.errors import InputError
 
 NEW_MODEL = "new model"
+VALIDATED_ON = {"held_out": "held-out frames of your labels", "simulated": "simulated movies"}
 LOSSES = (("GaussianDice", "gaussian_dice"), ("distance", "distance"))
 
 
@@ -236,7 +242,7 @@ class TrainWidget(KinetochoreWidget):
 
     def build_stardist_config(self) -> Any:
         """The StarDist training config from the base config (if any) and the form."""
-        from napari_kinetochores.backends.stardist import stardist_config_from_dict
+        from napari_kinetochores.training.stardist import stardist_config_from_dict
 
         config = stardist_config_from_dict(self._base_values())
         config.epochs = int(self.epochs.value)
@@ -323,8 +329,10 @@ class TrainWidget(KinetochoreWidget):
 
     def _on_epoch(self, row: dict) -> None:
         self.history.append(dict(row))
+        on = VALIDATED_ON.get(row.get("validated_on"), "")
         self.set_status(
             f"epoch {row['epoch']}: loss {row['loss']:.4f}, validation F1 {row['val_f1']:.3f}"
+            + (f" on {on}" if on else "")
         )
         self._draw()
         if self._progress is not None:  # last: napari may process pending events here
@@ -374,12 +382,14 @@ class TrainWidget(KinetochoreWidget):
         if hasattr(result, "model_dir"):  # StarDist
             message = (
                 f"StarDist training {how} the model folder {result.model_dir} (validation F1 "
-                f"{result.best_f1:.3f}); choose it in Detect kinetochores (method stardist)"
+                f"{result.best_f1:.3f} on {result.validated_on}); choose it in Detect "
+                "kinetochores (method stardist)"
             )
         else:
             label = registry.add(result.best_checkpoint)
             message = (
                 f"training {how} the best model {result.best_checkpoint} (validation F1 "
-                f"{result.best_f1:.3f}); choose '{label}' in Detect kinetochores"
+                f"{result.best_f1:.3f} on {result.validated_on}); choose '{label}' in Detect "
+                "kinetochores"
             )
         self.announce(message)
