@@ -174,3 +174,55 @@ def test_open_and_save_through_the_viewer(make_napari_viewer, tmp_path):
     np.testing.assert_allclose(again.data, gt.data)
     assert tuple(again.scale) == pytest.approx(SCALE)
     pd.testing.assert_series_equal(again.features["pair_id"], gt.features["pair_id"])
+
+
+def test_every_format_read_volume_reads_has_a_reader_pattern(tmp_path):
+    """A dropped .npy (or any movie format) is offered to the plugin, which scales it."""
+    from napari.plugins import _npe2
+    from npe2 import PluginManager
+
+    pm = PluginManager.instance()
+    pm.discover()
+    manifest = pm.get_manifest("napari-kinetochores")
+    volume_reader = next(
+        r for r in manifest.contributions.readers if r.command.endswith("get_volume_reader")
+    )
+    assert set(volume_reader.filename_patterns) == {f"*{s}" for s in nio.VOLUME_SUFFIXES}
+    path = tmp_path / "stack.npy"
+    np.save(path, np.random.default_rng(0).integers(0, 500, (6, 16, 16)).astype(np.uint16))
+    assert "napari-kinetochores" in _npe2.get_readers(str(path))
+    compatible = [r.command for r in pm.iter_compatible_readers([str(path)])]
+    assert "napari-kinetochores.get_volume_reader" in compatible
+    with pytest.warns(UserWarning, match="voxel size"):
+        (data, kwargs, kind), *_ = nio.get_volume_reader(str(path))(str(path))
+    assert kind == "image" and data.shape == (1, 6, 16, 16)
+    assert kwargs["scale"] == pytest.approx((1.0, 0.3, 0.13, 0.13))
+
+
+def test_sample_files_are_found_where_they_live():
+    movie, truth = nio.sample_files()
+    assert movie.is_file() and truth.is_file()
+    assert {movie.name, truth.name} == {"sample_movie.tif", "sample_movie_gt.csv"}
+
+
+def test_markers_come_from_the_psf_and_the_legend_names_them():
+    detections = nio.points_layer(read_points(SAMPLE_GT), VOXEL, "detections")[1]
+    reference = nio.points_layer(read_points(SAMPLE_GT), VOXEL, "ground truth", reference=True)[1]
+    assert detections["size"] * VOXEL[2] == pytest.approx(nio.DETECTION_MARKER_UM)
+    assert reference["size"] * VOXEL[2] == pytest.approx(nio.REFERENCE_MARKER_UM)
+    assert reference["symbol"] == "ring" and reference["face_color"] == "transparent"
+    assert len(reference["border_color"]) == len(read_points(SAMPLE_GT))  # by channel
+
+    class Layer:
+        def __init__(self, kwargs):
+            self.metadata, self.features, self.visible = (
+                kwargs["metadata"],
+                kwargs["features"],
+                True,
+            )
+
+    legend = nio.legend_text([Layer(detections), Layer(reference)])
+    assert legend.splitlines() == [
+        "yellow dot: detection (mCherry spots: magenta)",
+        "cyan ring: reference label (mCherry: orange)",
+    ]

@@ -121,3 +121,31 @@ def test_mismatched_scale_and_missing_selection(make_napari_viewer):
     widget.autosave.value = None
     widget.start_button.changed.emit(True)
     assert "autosave" in messages("error")[-1]
+
+
+def test_snap_keeps_clicks_off_existing_points_and_the_view_follows_z(make_napari_viewer, tmp_path):
+    from napari_kinetochores._widgets.correct import CorrectWidget
+
+    viewer = make_napari_viewer()
+    egfp = add_sample(viewer, reference=False)[0]
+    gt = read_points(SAMPLE_GT, voxel_size_um=VOXEL)
+    layer = detections_layer(viewer, gt)
+    widget = CorrectWidget(viewer)
+    assert widget.points.value is layer and widget.image.value is egfp  # the newest detections
+    widget.autosave.value = tmp_path / "corrections.csv"
+    widget.start_button.changed.emit(True)
+    # a click beside a detected spot: snapping would duplicate it, so the click stays
+    detected = layer.data[0].copy()
+    click = detected + [0, 0, 1.5, 0]
+    layer.add(click)
+    np.testing.assert_allclose(layer.data[-1], click)
+    assert layer.features["status"].iloc[-1] == "added"
+    assert any("not snapped" in m and "already has a point" in m for m in messages("info"))
+
+    # a click on a missed spot, one plane off: it snaps, and the z slice follows the point
+    missed = gt[(gt["channel"] == 0) & (gt["t"] == 0)].iloc[1][["t", "z", "y", "x"]]
+    viewer.dims.set_point(1, 0.0)
+    layer.add(missed.to_numpy(float) + [0, 1.0, 0, 0])
+    snapped = layer.data[-1]
+    assert np.linalg.norm((snapped[1:] - missed.to_numpy(float)[1:]) * VOXEL) < 0.1
+    assert viewer.dims.point[1] == pytest.approx(snapped[1] * VOXEL[0], abs=VOXEL[0] / 2)

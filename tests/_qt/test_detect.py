@@ -81,6 +81,19 @@ def test_load_movie_ambiguous_axes_then_override(viewer, tmp_path):
     assert viewer.layers[0].data.shape == (3, 5, 16, 16)
 
 
+def test_load_movie_tells_gui_users_what_to_set(viewer, tmp_path):
+    from napari_kinetochores._widgets.load_movie import LoadMovieWidget
+
+    path = tmp_path / "stack.npy"  # no metadata: the default voxel size, with a warning
+    np.save(path, np.random.default_rng(0).integers(0, 99, (5, 16, 16)).astype(np.uint16))
+    widget = LoadMovieWidget(viewer)
+    widget.path.value = path
+    assert "NOT in the metadata" in widget.found.value
+    status = widget.status.value
+    assert "no voxel size" in status and "set the voxel size (z, y, x) µm below" in status
+    assert "--voxel-size" not in status and "voxel_size_um" not in status
+
+
 # ---------------------------------------------------------------------- detect
 
 

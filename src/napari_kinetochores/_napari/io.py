@@ -19,6 +19,7 @@ meaning, not imported.
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -298,6 +299,30 @@ def channel_colours(channels: np.ndarray, colours: Sequence[str]) -> np.ndarray:
     return palette[index]
 
 
+#: The library's advice to callers and CLI users about the voxel size ...
+_VOXEL_ADVICE = re.compile(
+    r"[.;]?\s*(?:Pass|give) voxel_size_um=(?: \(--voxel-size\))? to override\.?", re.IGNORECASE
+)
+#: ... and what a napari user does instead.
+GUI_VOXEL_ADVICE = (
+    "; set the voxel size (z, y, x) µm in the Load movie widget "
+    "(Plugins > Kinetochores > Load movie) before Open"
+)
+
+
+def gui_message(text: str) -> str:
+    """A library message about the voxel size, with the napari user's way to fix it.
+
+    Examples
+    --------
+    >>> gui_message("m.npy: no voxel size in the file's metadata; using the default "
+    ...             "(z, y, x) = (0.3, 0.13, 0.13) µm. Pass voxel_size_um= (--voxel-size) to override.")
+    "m.npy: no voxel size in the file's metadata; using the default (z, y, x) = (0.3, 0.13, 0.13) µm; set the voxel size (z, y, x) µm in the Load movie widget (Plugins > Kinetochores > Load movie) before Open"
+    """
+    fixed, count = _VOXEL_ADVICE.subn("", text)
+    return fixed.rstrip(" .;") + GUI_VOXEL_ADVICE if count else text
+
+
 def _table_voxel_size(table: pd.DataFrame) -> tuple[float, float, float] | None:
     """Voxel size implied by a table's ``*_um`` and voxel columns (None if unknown)."""
     voxel = table.attrs.get("voxel_size_um")
@@ -336,7 +361,11 @@ def read_volume_layers(path: str | Sequence[str]) -> list[LayerDataTuple]:
 
     single = _single_path(path)
     try:
-        volume = read_volume(single)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            volume = read_volume(single)
+        for warning in caught:
+            warnings.warn(gui_message(str(warning.message)), warning.category, stacklevel=2)
     except InputError as error:
         if "several" in error.problem:
             datasets = list_datasets(single)

@@ -230,7 +230,8 @@ def default_layer(layers: Any, kind: str, role: str, exclude: Any = None) -> Any
     role
         "prediction": the newest detections layer (else the newest points
         layer that is no reference); "reference": the newest reference layer
-        (else the newest other points layer that is not ``exclude``).
+        (else the newest other points layer that is not ``exclude``);
+        "image": the first image layer (the kinetochore channel opens first).
     exclude
         A layer the choice must not be (the other side of a comparison).
 
@@ -250,6 +251,8 @@ def default_layer(layers: Any, kind: str, role: str, exclude: Any = None) -> Any
         for layer in reversed(list(layers))
         if _layer_kind(layer) == kind and layer is not exclude
     ]
+    if role == "image":
+        return candidates[-1] if candidates else None
     roles = {id(layer): layer_role(layer) for layer in candidates}
     if role == "prediction":
         order = ("detections", "")

@@ -79,7 +79,7 @@ class CorrectWidget(KinetochoreWidget):
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__(napari_viewer)
         self.points = self.layer_combo("points to correct", "points", role="prediction")
-        self.image = self.layer_combo("image (for snapping)", "image", nullable=True)
+        self.image = self.layer_combo("image (for snapping)", "image", nullable=True, role="image")
         self.window = FloatSpinBox(
             label="snap window (µm)", value=DEFAULT_SNAP_WINDOW_UM, min=0.05, max=5.0, step=0.05
         )

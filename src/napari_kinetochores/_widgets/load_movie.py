@@ -18,7 +18,12 @@ from magicgui.widgets import ComboBox, FileEdit, Label, LineEdit, PushButton, Sp
 from napari.layers import Layer
 from qtpy.QtWidgets import QFileDialog
 
-from napari_kinetochores._napari.io import channel_colormap, points_layer, volume_layers
+from napari_kinetochores._napari.io import (
+    channel_colormap,
+    gui_message,
+    points_layer,
+    volume_layers,
+)
 from napari_kinetochores._widgets._common import KinetochoreWidget, voxel_size_spinboxes
 from napari_kinetochores.errors import InputError
 
@@ -127,8 +132,9 @@ class LoadMovieWidget(KinetochoreWidget):
                 volume = read_volume(path, axes=axes, dataset=dataset)
             except InputError as error:
                 self._volume, self._key = None, None
-                self.found.value = f"cannot read it yet: {error.problem}"
-                raise
+                problem = self._advice(error.problem)
+                self.found.value = f"cannot read it yet: {problem}"
+                raise InputError(problem, error.path) from None
         if self._volume is not None:
             self._volume.close()
         self._volume, self._key = volume, (path, dataset, axes)
@@ -154,8 +160,15 @@ class LoadMovieWidget(KinetochoreWidget):
             f"voxel size {source}"
         )
         for warning in caught:
-            self.set_status(str(warning.message))
+            self.set_status(self._advice(str(warning.message)))
         return volume
+
+    @staticmethod
+    def _advice(message: str) -> str:
+        """A library message as this widget's user reads it (the voxel size is set below)."""
+        return gui_message(message).replace(
+            " in the Load movie widget (Plugins > Kinetochores > Load movie)", " below"
+        )
 
     # ------------------------------------------------------------------ opening
 
