@@ -150,5 +150,7 @@ def test_train_from_in_memory_samples(tmp_path):
     )
     assert result.best_checkpoint.is_file() and len(rows) == 1
     assert config.data.source == "memory"
+    # one labelled frame: nothing to hold out, so the F1 is on simulated movies, and says so
+    assert "only one labelled frame" in result.validated_on
     with pytest.raises(InputError, match="no training samples"):
         train(config, samples=[], progress=False)

@@ -8,10 +8,10 @@ training result, the log, the CLI and the Train widget can tell the user.
 Examples
 --------
 >>> import numpy as np
->>> scores = np.array([[0.5, 0.9], [0.7, 0.8]])  # 2 frames × 2 thresholds
+>>> scores = np.array([[0.5, 0.75], [0.75, 0.25]])  # 2 frames × 2 thresholds
 >>> summary = summarise_scores(scores, [0.2, 0.5], ["low", "high"], [[30.0], [20.0, 40.0]])
 >>> summary["f1"], summary["threshold"], summary["f1_by_level"], summary["median_error_nm"]
-(0.85, 0.5, {'low': 0.9, 'high': 0.8}, 30.0)
+(0.625, 0.2, {'low': 0.5, 'high': 0.75}, 30.0)
 """
 
 from __future__ import annotations
