@@ -154,7 +154,7 @@ class Trainer:
         return self.stop_requested
 
     def end_epoch(self, epoch: int, figures: dict) -> bool:
-        """Validate, keep the best, save, log and report an epoch; True when the run stops."""
+        """Validate, keep the best, save, log and report an epoch; True when the run stops early."""
         metrics = self.backend.validate()
         row = self.log_row(epoch, figures, metrics)
         improved = self.keep_best(metrics)
@@ -162,7 +162,8 @@ class Trainer:
         self.report(row)
         if self.should_stop():
             return True
-        self.backend.refresh_pool()
+        if epoch + 1 < self.epochs:  # fresh samples only for an epoch to come
+            self.backend.refresh_pool()
         return False
 
     def log_row(self, epoch: int, figures: dict, metrics: dict) -> dict:
