@@ -84,3 +84,34 @@ def test_default_model_is_not_fed_independent_frames():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert prepare_detector(continuous, options).config.temporal_window > 1
+
+
+@pytest.mark.slow
+def test_unet_resamples_other_voxel_sizes_to_the_model_and_maps_spots_back():
+    from napari_kinetochores.simulate import SNR_LEVELS, SimulationParams, simulate_movie
+
+    voxel = (0.2, 0.1, 0.1)
+    movie = simulate_movie(
+        SimulationParams(
+            n_frames=3, shape_zyx=(40, 120, 120), voxel_size_um=voxel, snr=SNR_LEVELS["high"]
+        ),
+        seed=11,
+    )
+    volume = volume_from_array(movie.image.astype(np.float32), voxel)
+    maps = {}
+    options = DetectionOptions()
+    found = detect_movie(
+        volume,
+        options,
+        frames=[1],
+        on_prediction=lambda t, m: maps.setdefault(t, m),
+        progress=False,
+    )
+    assert maps[1].shape[1:] == (40, 120, 120)  # the map comes back on the frame's grid
+    assert found.equals(detect_movie(volume, options, frames=[1], progress=False))
+    truth = movie.points[(movie.points["t"] == 1) & (movie.points["channel"] == 0)]
+    from napari_kinetochores.analysis.matching import evaluate_points
+
+    evaluation = evaluate_points(found, truth, voxel)
+    assert evaluation.overall["f1@0.3"] > 0.9
+    assert evaluation.overall["median_nm"] < 60

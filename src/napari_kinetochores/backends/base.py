@@ -94,8 +94,9 @@ def check_voxel_size(volume, model_voxel_size_um: Sequence[float], what: str) ->
     if np.any(np.abs(ratio - 1) > VOXEL_SIZE_TOLERANCE):
         factors = ", ".join(f"{r:.2f}" for r in ratio)
         warnings.warn(
-            f"{volume.path}: voxel size {tuple(given)} µm is far from the {what} "
-            f"{tuple(trained)} µm; rescale the movie by ({factors}) along (z, y, x) "
+            f"{volume.path}: voxel size {tuple(float(v) for v in given)} µm is far from the "
+            f"{what} {tuple(float(v) for v in trained)} µm; rescale the movie by ({factors}) "
+            "along (z, y, x) "
             "for best results",
             stacklevel=3,
         )

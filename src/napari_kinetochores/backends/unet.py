@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from napari_kinetochores.backends.base import Found, check_voxel_size
+from napari_kinetochores.backends.base import VOXEL_SIZE_TOLERANCE, Found, check_voxel_size
 from napari_kinetochores.core.peaks import find_peaks
 from napari_kinetochores.errors import InputError
 from napari_kinetochores.nn.checkpoint import (
@@ -70,6 +70,8 @@ class UNetDetector:
         # when the bundled default model was asked for.
         self.short_movie_model: str | None = None
         self._short_movie_detector: UNetDetector | None = None
+        # Resample frames whose voxel size is far from the model's (see detect); set by from_options.
+        self.resample_to_model = False
 
     @classmethod
     def load(
@@ -110,6 +112,7 @@ class UNetDetector:
             precision=options.precision,
             test_time_flips=options.test_time_flips,
         )
+        detector.resample_to_model = bool(options.resample_to_model)
         if options.all_channels and len(detector.config.detected_channels) < 2:
             raise InputError(
                 f"model {detector.loaded.path.name} detects the kinetochore channel only, so it "
@@ -157,6 +160,7 @@ class UNetDetector:
                 precision=self.precision,
                 test_time_flips=self.test_time_flips,
             )
+            self._short_movie_detector.resample_to_model = self.resample_to_model
         warnings.warn(
             f"{volume.path}: {problem}; the default model reads {window} frames, so the "
             f"bundled {self.short_movie_model!r} model is used instead",
@@ -191,7 +195,8 @@ class UNetDetector:
                 f"{volume.n_channels} channel(s)",
                 volume.path,
             )
-        check_voxel_size(volume, self.info.voxel_size_um, "model's training voxel size")
+        if not self.resample_to_model:
+            check_voxel_size(volume, self.info.voxel_size_um, "model's training voxel size")
 
     def map_channels(self, n_channels: int, options) -> tuple[list[int], str]:
         """Movie channel of each output channel of the network, and what the map holds."""
@@ -209,21 +214,70 @@ class UNetDetector:
         """Detections of frame ``t`` with ``options`` (the one frame loop's call).
 
         ``on_prediction(t, prediction)``, if given, receives the network
-        output (C_out, Z, Y, X) float32 before the peaks are searched.
+        output (C_out, Z, Y, X) float32 on the frame's grid before the peaks
+        are searched. A frame whose voxel size is far from the model's is
+        resampled to the model's voxel size first (see
+        :attr:`DetectionOptions.resample_to_model`): the spots are found on
+        that grid and mapped back, and refined on the original image.
         """
-        prediction = None
+        scale = self.resampling(volume)
+        if scale is None:
+            prediction = None
+            if on_prediction is not None:
+                prediction = self.predict_frame(volume, t, options.channel)
+                on_prediction(t, prediction)
+            return self.detect_frame(
+                volume,
+                t,
+                options.channel,
+                threshold=options.threshold,
+                min_distance_um=options.min_distance_um,
+                all_channels=options.all_channels,
+                prediction=prediction,
+            )
+        return self._detect_resampled(volume, t, options, scale, on_prediction)
+
+    def resampling(self, volume) -> np.ndarray | None:
+        """Zoom (z, y, x) from the movie's grid to the model's, or None when none is needed."""
+        if not self.resample_to_model:
+            return None
+        ratio = np.asarray(volume.voxel_size_um, float) / np.asarray(self.info.voxel_size_um, float)
+        if np.all(np.abs(ratio - 1) <= VOXEL_SIZE_TOLERANCE):
+            return None
+        return ratio
+
+    def _detect_resampled(self, volume, t: int, options, zoom: np.ndarray, on_prediction) -> Found:
+        """:meth:`detect` on the model's grid: resample, predict, find peaks, map back, refine."""
+        frame_shape = np.asarray(volume.shape[2:])
+        model_shape = np.maximum(np.round(frame_shape * zoom).astype(int), 1)
+        stack = self._input_stack(volume, t, options.channel)
+        stack = np.stack([_resize(plane, model_shape) for plane in stack]).astype(np.float16)
+        distance = self.config.target == "distance"
+        prediction = self._predict_with_retry(stack, 1.0 if distance else 0.0)
         if on_prediction is not None:
-            prediction = self.predict_frame(volume, t, options.channel)
-            on_prediction(t, prediction)
-        return self.detect_frame(
-            volume,
-            t,
-            options.channel,
-            threshold=options.threshold,
-            min_distance_um=options.min_distance_um,
-            all_channels=options.all_channels,
-            prediction=prediction,
-        )
+            on_prediction(t, np.stack([_resize(p, frame_shape) for p in prediction]))
+        to_frame = frame_shape / model_shape  # frame voxels per model voxel, per axis
+        model_voxel = np.asarray(volume.voxel_size_um, float) * to_frame
+        found = []
+        for index, movie_channel in self._reported(options):
+            coords, scores = self.peaks_from_prediction(
+                prediction[index], model_voxel, options.threshold, options.min_distance_um
+            )
+            coords = (coords + 0.5) * to_frame - 0.5  # pixel centres, as skimage's resize maps them
+            coords, scores = self.refine_on_image(
+                coords, scores, volume.frame(t, movie_channel), volume.voxel_size_um, options
+            )
+            found.append((movie_channel, coords, scores))
+        return found
+
+    def _reported(self, options) -> list[tuple[int, int]]:
+        """(output channel, movie channel) pairs to report for these options."""
+        pairs = []
+        for index, detected in enumerate(self.config.detected_channels):
+            movie_channel = options.channel if detected == 0 else detected
+            if movie_channel == options.channel or options.all_channels:
+                pairs.append((index, movie_channel))
+        return pairs
 
     def detect_tiled(self, volume, t: int, options, core_shape, map_writer=None) -> Found:
         """Detections of frame ``t`` read in tiles (see :mod:`napari_kinetochores.detection.tiling`)."""
@@ -253,9 +307,15 @@ class UNetDetector:
 
     def predict_frame(self, volume, t: int, channel: int = 0) -> np.ndarray:
         """Probability (or distance) volume of frame ``t``: (C_out, Z, Y, X) float32."""
+        stack = self._input_stack(volume, t, channel)
+        distance = self.config.target == "distance"
+        return self._predict_with_retry(stack, 1.0 if distance else 0.0)
+
+    def _input_stack(self, volume, t: int, channel: int) -> np.ndarray:
+        """The network input of frame ``t`` on the frame's grid, float16."""
         # float16 storage halves the input's memory on large frames; its rounding
         # (1 part in 2000) is far below the noise, which is 0.1 in these units.
-        stack = stack_input(
+        return stack_input(
             volume.frame,
             t,
             volume.n_frames,
@@ -264,8 +324,6 @@ class UNetDetector:
             dtype=np.float16,
             **self.normalization,
         )
-        distance = self.config.target == "distance"
-        return self._predict_with_retry(stack, 1.0 if distance else 0.0)
 
     @property
     def normalization(self) -> dict:
@@ -323,9 +381,6 @@ class UNetDetector:
         gaussian fit of neighbours, :func:`~napari_kinetochores.core.refine.fit_spot_mixture`),
         which is more precise than a fit on the network's output.
         """
-        from napari_kinetochores.core.peaks import keep_strongest
-        from napari_kinetochores.core.refine import fit_spot_mixture, refine_detections
-
         threshold = self.info.threshold if threshold is None else float(threshold)
         min_distance = (
             self.info.min_distance_um if min_distance_um is None else float(min_distance_um)
@@ -345,15 +400,31 @@ class UNetDetector:
                 prediction, voxel_size_um, min_distance, threshold_abs=threshold, refine="gaussian"
             )
         if image is not None:
-            coords = refine_detections(image, coords, voxel_size_um)
-            # Refinement can bring two peaks of one elongated blob closer than the minimum
-            # distance: the weaker is a duplicate (held-out moderate SNR, 3-frame model:
-            # F1 0.961 -> 0.969). Thinned before the joint fit, where a duplicate would
-            # push the spot's true detection away.
-            keep = keep_strongest(coords, scores, voxel_size_um, min_distance)
-            coords, scores = coords[keep], scores[keep]
-            coords = fit_spot_mixture(image, coords, voxel_size_um)
+            coords, scores = self._refine(coords, scores, image, voxel_size_um, min_distance)
         return coords, scores
+
+    def refine_on_image(self, coords, scores, image, voxel_size_um, options):
+        """Sub-voxel centres of peaks (N, 3) from the image (Z, Y, X); see :meth:`peaks_from_prediction`."""
+        min_distance = (
+            self.info.min_distance_um
+            if options.min_distance_um is None
+            else float(options.min_distance_um)
+        )
+        return self._refine(coords, scores, image, voxel_size_um, min_distance)
+
+    @staticmethod
+    def _refine(coords, scores, image, voxel_size_um, min_distance: float):
+        from napari_kinetochores.core.peaks import keep_strongest
+        from napari_kinetochores.core.refine import fit_spot_mixture, refine_detections
+
+        coords = refine_detections(image, coords, voxel_size_um)
+        # Refinement can bring two peaks of one elongated blob closer than the minimum
+        # distance: the weaker is a duplicate (held-out moderate SNR, 3-frame model:
+        # F1 0.961 -> 0.969). Thinned before the joint fit, where a duplicate would
+        # push the spot's true detection away.
+        keep = keep_strongest(coords, scores, voxel_size_um, min_distance)
+        coords, scores = coords[keep], scores[keep]
+        return fit_spot_mixture(image, coords, voxel_size_um), scores
 
     def detect_frame(
         self,
@@ -386,3 +457,17 @@ class UNetDetector:
             )
             found.append((movie_channel, coords, scores))
         return found
+
+
+def _resize(volume_zyx: np.ndarray, shape_zyx) -> np.ndarray:
+    """Linear resampling of a (Z, Y, X) volume to ``shape_zyx`` (pixel centres aligned), float32."""
+    from skimage.transform import resize
+
+    return resize(
+        np.asarray(volume_zyx, np.float32),
+        tuple(int(s) for s in shape_zyx),
+        order=1,
+        mode="edge",
+        anti_aliasing=False,
+        preserve_range=True,
+    ).astype(np.float32, copy=False)

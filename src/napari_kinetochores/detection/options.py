@@ -44,6 +44,11 @@ class DetectionOptions:
         UNet: average the network's output over the four flips in y and x
         (four forward passes per tile; accuracy and cost in
         docs/benchmarks.md).
+    resample_to_model : bool
+        UNet: when the movie's voxel size is more than 25 % from the model's
+        training voxel size, resample each frame to the model's voxel size,
+        find the spots there and map them back (their sub-voxel centres come
+        from the original image). False feeds the frame as it is.
     """
 
     method: str = "unet"
@@ -57,6 +62,7 @@ class DetectionOptions:
     device: str | None = None
     precision: str = "auto"
     test_time_flips: bool = False
+    resample_to_model: bool = True
 
 
 def frame_range(n_frames: int, frames: Iterable[int] | None) -> list[int]:

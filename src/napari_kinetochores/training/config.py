@@ -41,11 +41,17 @@ class DataConfig:
     (``voxel_size_um`` optional). ``pool_size`` simulated movies are kept in
     memory and ``refresh_per_epoch`` of them are replaced after every epoch;
     ``spot_bias`` is the share of UNet patches centred near a labelled spot.
+    ``randomisation: wide`` draws simulated movies with
+    :func:`napari_kinetochores.simulate.random_params` instead (sCMOS fixed
+    pattern and hot pixels, depth aberration, prometaphase balls,
+    preprocessed output, strong bleaching; ``simulation`` still overrides,
+    e.g. the voxel size).
     """
 
     source: str = "simulate"
     files: list[dict] = field(default_factory=list)
     simulation: dict = field(default_factory=dict)
+    randomisation: str = "standard"
     pool_size: int = 8
     refresh_per_epoch: int = 2
     spot_bias: float = 0.8

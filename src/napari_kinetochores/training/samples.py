@@ -56,18 +56,34 @@ class LabelledMovie:
     source: str
 
 
+RANDOMISATIONS = ("standard", "wide")
+
+
 def simulated_movie(
-    rng: np.random.Generator, simulation: dict, seed: int, channel: int = 0
+    rng: np.random.Generator,
+    simulation: dict,
+    seed: int,
+    channel: int = 0,
+    randomisation: str = "standard",
 ) -> LabelledMovie:
-    """A domain-randomised simulated movie (:func:`~napari_kinetochores.simulate.sample_params`).
+    """A domain-randomised simulated movie.
 
-    A random layout can miss a small volume entirely: up to 10 draws are
-    made until ``channel`` has a spot, rather than train on nothing.
+    ``randomisation`` "standard" draws with
+    :func:`~napari_kinetochores.simulate.sample_params`, "wide" with
+    :func:`~napari_kinetochores.simulate.random_params` (cameras, optics,
+    cells and preprocessing of real files). A random layout can miss a small
+    volume entirely: up to 10 draws are made until ``channel`` has a spot,
+    rather than train on nothing.
     """
-    from napari_kinetochores.simulate import sample_params, simulate_movie
+    from napari_kinetochores.simulate import random_params, sample_params, simulate_movie
 
+    if randomisation not in RANDOMISATIONS:
+        raise InputError(
+            f"data.randomisation must be one of {RANDOMISATIONS}, got {randomisation!r}"
+        )
+    draw = sample_params if randomisation == "standard" else random_params
     for _ in range(10):
-        params = sample_params(rng, **simulation)
+        params = draw(rng, **simulation)
         movie = simulate_movie(params, seed=seed)
         if (movie.points["channel"] == channel).any():
             break

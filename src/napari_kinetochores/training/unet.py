@@ -206,7 +206,11 @@ def training_pool(
 
     def simulate(seed: int) -> list[Sample]:
         movie = simulated_movie(
-            rng, config.data.simulation, seed, config.model.detected_channels[0]
+            rng,
+            config.data.simulation,
+            seed,
+            config.model.detected_channels[0],
+            config.data.randomisation,
         )
         return [
             prepare_sample(movie.image, movie.points, movie.voxel_size_um, config, movie.source)
