@@ -1,9 +1,9 @@
 """What the benchmark scripts share: held-out conditions and movies, accuracy, sweeps, formatting.
 
 - :data:`CONDITIONS` and :func:`make_movies`: the held-out simulated movies
-  (seeds never used in training) that the detection, StarDist, robustness and
-  peer benchmarks all score on; :func:`foreign_render` is the independent
-  renderer of two of them.
+  (seeds never used in training) that the detection, StarDist and peer
+  benchmarks all score on; :func:`foreign_render` renders two of them
+  without our simulator's renderer.
 - :func:`evaluate_method`: pooled accuracy of one detection method on such
   movies, through the library's ``detect_movie`` (what ``kinetochores detect``
   finds).
