@@ -1,6 +1,8 @@
 # Set-up and main jobs of napari-kinetochores. See README.md.
-#   make demo   create .venv, install, run the sample pipeline (napari, or headless + screenshot)
-#   make test   create .venv, install with test extras + headless-Qt system packages, run pytest
+#   make demo   create .venv, install what the demo needs (base + napari), run the sample pipeline
+#               (napari, or headless + screenshot)
+#   make test   create .venv, install with test extras (and the StarDist/TensorFlow extra)
+#               + headless-Qt system packages, run pytest
 #   make bench  run every benchmark step (quick set; `make bench BENCH_ARGS=--full` runs the whole grid)
 #   make bench-peers  create .venv-peers (Spotiflow, Big-FISH, trackpy, scikit-image), train Spotiflow, run the peer benchmark
 
@@ -21,12 +23,19 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
+# Two stamps: `make demo` installs only what the demo needs (the package and its napari
+# extra), `make test` / `bench` the rest on top (dev tools and the stardist extra), so
+# `make test` after `make demo` installs only what is missing.
 # torch first, pinned: on a CPU machine torch==2.13.0 is the local CPU build, and
 # torchvision==0.28.0 (declared by pytorch3dunet) matches it, so pip never pulls CUDA.
-# The stardist extra (stardist + tensorflow-cpu) is installed too, so the tests cover
-# the StarDist backend; it pulls no torch.
-$(VENV)/.stamp-install: pyproject.toml | $(PY)
+$(VENV)/.stamp-demo: pyproject.toml | $(PY)
 	$(PIP) install --quiet "torch==2.13.0" "torchvision==0.28.0"
+	$(PIP) install --quiet -e ".[napari]"
+	touch $@
+
+# The stardist extra (stardist + tensorflow-cpu) too, so the tests cover the StarDist
+# backend; it pulls no torch.
+$(VENV)/.stamp-install: $(VENV)/.stamp-demo
 	$(PIP) install --quiet -e ".[dev,stardist]"
 	touch $@
 
@@ -49,7 +58,7 @@ test: install system-deps
 		--doctest-modules src/napari_kinetochores tests
 	$(PY) -m pytest -q -m tensorflow
 
-demo: install system-deps
+demo: $(VENV)/.stamp-demo system-deps
 	@if [ -n "$$DISPLAY" ]; then \
 		$(PY) -m napari_kinetochores.demo; \
 	else \

@@ -8,7 +8,9 @@ It opens the sample movie through the plugin's reader, opens each dock widget
 in turn, runs it on the sample data (detection with the classical detector
 unless a bundled model is installed, a few corrections, evaluation against
 the ground truth, a tiny training run, an export) and writes
-``docs/images/<widget>.png``.
+``docs/images/<widget>.png``. Every view is a 2D z slice through the
+metaphase plate (as ``make demo`` shows it), where the markers' circles leave
+the spots visible.
 """
 
 from __future__ import annotations
@@ -43,7 +45,11 @@ def wait(condition, timeout: float = 600.0) -> None:
 
 
 def shoot(viewer, name: str) -> Path:
-    """Save a screenshot of the whole window (canvas and docks)."""
+    """Save a screenshot of the whole window (canvas and docks), without notification toasts."""
+    from napari._qt.dialogs.qt_notification import NapariQtNotification
+
+    for toast in viewer.window._qt_window.findChildren(NapariQtNotification):
+        toast.close()
     wait(lambda: True)
     path = IMAGES / f"{name}.png"
     viewer.screenshot(str(path), canvas_only=False)
@@ -63,7 +69,8 @@ def open_widget(viewer, name: str):
 def main() -> int:
     import napari
 
-    from napari_kinetochores.demo import default_method
+    from napari_kinetochores.demo import default_method, show_plate_slice
+    from napari_kinetochores.io import read_points
 
     IMAGES.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="kinetochore-screens-"))
@@ -78,8 +85,8 @@ def main() -> int:
     load.open.changed.emit(True)
     gt = viewer.layers["sample_movie_gt"]
     gt.name = "ground truth"
-    viewer.dims.ndisplay = 3
-    viewer.reset_view()
+    truth = read_points(SAMPLE_GT, voxel_size_um=tuple(gt.scale[1:]))
+    show_plate_slice(viewer, truth[truth["channel"] == 0], gt.scale[1:])
     shoot(viewer, "load_movie")
 
     # 1. Detect
@@ -140,6 +147,7 @@ def main() -> int:
     # 5. Export
     for layer in (gt, detections):
         layer.visible = True
+    evaluate.match_layer.visible = evaluate.link_layer.visible = False
     export = open_widget(viewer, "Export")
     export.kind.value = "matched"
     export.points.value = detections

@@ -1,6 +1,7 @@
 """``make demo``: detect kinetochores in the sample movie and show them in napari.
 
-With a display, napari opens on the sample movie with the detections. With
+With a display, napari opens on the sample movie with the detections, on a 2D
+z slice through the metaphase plate, with the Detect widget in front. With
 ``--headless`` the same pipeline runs and writes the detections, the metrics
 against the sample's ground truth, and a screenshot of the viewer.
 
@@ -16,9 +17,8 @@ import json
 import sys
 from pathlib import Path
 
-SAMPLE_DIR = Path(__file__).resolve().parents[2] / "sample_data"
-SAMPLE_MOVIE = SAMPLE_DIR / "sample_movie.tif"
-SAMPLE_GT = SAMPLE_DIR / "sample_movie_gt.csv"
+#: The plugin's docks the demo opens, as tabs; the last (Detect) is shown in front.
+DOCKS = ("Correct labels", "Evaluate / match", "Export", "Detect kinetochores")
 
 
 def default_method() -> str:
@@ -30,16 +30,22 @@ def default_method() -> str:
 
 def run_pipeline(output: Path, method: str | None = None):
     """Detect and evaluate on the sample movie; write CSV and metrics into ``output``."""
+    from napari_kinetochores._napari.io import sample_files
     from napari_kinetochores.analysis.matching import evaluate_points
     from napari_kinetochores.detection import DetectionOptions, detect_movie
+    from napari_kinetochores.errors import InputError
     from napari_kinetochores.io import read_points, read_volume, write_points
 
+    files = sample_files()
+    if files is None:
+        raise InputError("the sample movie is not installed (sample_data/ of a source checkout)")
+    movie, truth = files
     method = method or default_method()
     output.mkdir(parents=True, exist_ok=True)
-    volume = read_volume(SAMPLE_MOVIE)
+    volume = read_volume(movie)
     points = detect_movie(volume, DetectionOptions(method=method))
     write_points(output / "detections.csv", points, volume.voxel_size_um)
-    reference = read_points(SAMPLE_GT, voxel_size_um=volume.voxel_size_um)
+    reference = read_points(truth, voxel_size_um=volume.voxel_size_um)
     evaluation = evaluate_points(points, reference, volume.voxel_size_um)
     (output / "metrics.json").write_text(json.dumps(evaluation.to_dict(), indent=2, default=float))
     o = evaluation.overall
@@ -51,52 +57,30 @@ def run_pipeline(output: Path, method: str | None = None):
 
 
 def show(volume, points, reference, method: str, headless: bool, output: Path) -> None:
-    """Open napari with the movie, the detections and the reference points."""
+    """Open napari on a z slice of the movie with the detections, the reference and the docks."""
     import napari
-    import numpy as np
+    from napari.layers import Layer
+
+    from napari_kinetochores._napari.io import points_layer, volume_layers
 
     # Headless runs happen under Xvfb: a real (virtual) window renders, a hidden one gives black frames.
     viewer = napari.Viewer(title="napari-kinetochores demo", show=True)
-    scale = (1.0, *volume.voxel_size_um)
-    colours = ["green", "magenta"]
-    for c in range(volume.n_channels):
-        data = np.asarray(volume.data[:, c])
-        viewer.add_image(
-            data,
-            name=volume.channel_names[c],
-            scale=scale,
-            colormap=colours[c % 2],
-            blending="additive",
-            contrast_limits=(float(np.percentile(data, 1)), float(data.max())),
+    for item in volume_layers(volume):
+        viewer.add_layer(Layer.create(*item))
+    kinetochores = reference[reference["channel"] == 0] if "channel" in reference else reference
+    for table, name, is_reference in (
+        (kinetochores, "ground truth", True),
+        (points, f"detections ({method})", False),
+    ):
+        viewer.add_layer(
+            Layer.create(*points_layer(table, volume.voxel_size_um, name, is_reference))
         )
-    kt_ref = reference[reference.get("channel", 0) == 0] if "channel" in reference else reference
-    viewer.add_points(
-        kt_ref[["t", "z", "y", "x"]].to_numpy(),
-        name="ground truth",
-        scale=scale,
-        size=3,
-        face_color="transparent",
-        border_color="white",
-        symbol="ring",
-        out_of_slice_display=True,
-    )
-    viewer.add_points(
-        points[["t", "z", "y", "x"]].to_numpy(),
-        name=f"detections ({method})",
-        scale=scale,
-        size=2,
-        face_color="yellow",
-        features={"score": points["score"].to_numpy()},
-        out_of_slice_display=True,
-    )
     try:
-        for widget in ("Detect kinetochores", "Correct labels", "Evaluate / match", "Export"):
-            viewer.window.add_plugin_dock_widget("napari-kinetochores", widget, tabify=True)
+        for name in DOCKS:
+            viewer.window.add_plugin_dock_widget("napari-kinetochores", name, tabify=True)
     except Exception as error:  # the demo still works without the widgets
         print(f"(plugin widgets not shown: {error})")
-    viewer.dims.ndisplay = 3
-    viewer.camera.angles = (0, 0, 90)
-    viewer.reset_view()
+    show_plate_slice(viewer, points, volume.voxel_size_um)
     if headless:
         path = output / "screenshot.png"
         viewer.window._qt_window.resize(1400, 900)
@@ -105,6 +89,20 @@ def show(volume, points, reference, method: str, headless: bool, output: Path) -
         viewer.close()
     else:
         napari.run()
+
+
+def show_plate_slice(viewer, points, voxel_size_um) -> int:
+    """Show frame 0 in 2D at the z plane holding most of its points; returns that plane."""
+    import numpy as np
+
+    viewer.dims.ndisplay = 2
+    first = points[np.round(points["t"]) == 0]
+    plane = int(np.bincount(np.round(first["z"]).astype(int)).argmax()) if len(first) else 0
+    viewer.dims.set_point(0, 0)
+    viewer.dims.set_point(1, plane * float(voxel_size_um[0]))
+    viewer.reset_view()
+    viewer.camera.zoom *= 1.25  # the spots, not the empty margin
+    return plane
 
 
 def main(argv: list[str] | None = None) -> int:

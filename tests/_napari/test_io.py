@@ -108,7 +108,7 @@ def test_points_reader_keeps_features_and_scale():
     np.testing.assert_allclose(data, table[["t", "z", "y", "x"]].to_numpy())
     assert kwargs["scale"] == pytest.approx(SCALE)
     assert {"channel", "pair_id", "track_id", "amplitude"} <= set(kwargs["features"].columns)
-    assert kwargs["symbol"] == "ring"  # reference labels are rings
+    assert kwargs["border_color"] is not None and kwargs["face_color"] == "transparent"
 
 
 def test_points_reader_arivis_and_napari_tables(tmp_path):
@@ -210,7 +210,7 @@ def test_markers_come_from_the_psf_and_the_legend_names_them():
     reference = nio.points_layer(read_points(SAMPLE_GT), VOXEL, "ground truth", reference=True)[1]
     assert detections["size"] * VOXEL[2] == pytest.approx(nio.DETECTION_MARKER_UM)
     assert reference["size"] * VOXEL[2] == pytest.approx(nio.REFERENCE_MARKER_UM)
-    assert reference["symbol"] == "ring" and reference["face_color"] == "transparent"
+    assert reference["face_color"] == detections["face_color"] == "transparent"  # circles
     assert len(reference["border_color"]) == len(read_points(SAMPLE_GT))  # by channel
 
     class Layer:
@@ -223,6 +223,6 @@ def test_markers_come_from_the_psf_and_the_legend_names_them():
 
     legend = nio.legend_text([Layer(detections), Layer(reference)])
     assert legend.splitlines() == [
-        "yellow dot: detection (mCherry spots: magenta)",
-        "cyan ring: reference label (mCherry: orange)",
+        "small yellow circle: detection (mCherry spots: magenta)",
+        "large cyan circle: reference label (mCherry: orange)",
     ]

@@ -276,14 +276,15 @@ def test_markers_are_psf_sized_and_shown_out_of_slice(viewer, qtbot):
     # napari draws sizes in units of the x axis: the markers span their size in µm
     assert detections.size[0] * VOXEL[2] == pytest.approx(DETECTION_MARKER_UM)
     assert reference.size[0] * VOXEL[2] == pytest.approx(REFERENCE_MARKER_UM)
-    assert DETECTION_MARKER_UM < 0.24 < REFERENCE_MARKER_UM  # inside / around a spot's FWHM
-    assert str(reference.symbol[0]) == "ring" and reference.border_width[0] <= 0.15
+    assert 0.24 < DETECTION_MARKER_UM < REFERENCE_MARKER_UM  # circles around a spot's FWHM
+    assert str(reference.symbol[0]) == "disc" and reference.border_width[0] <= 0.15
+    assert reference.face_color[0][3] == 0 and detections.face_color[0][3] == 0  # circles
     for layer in (detections, reference):
         assert str(layer.projection_mode) == "rescale_linear"
     assert viewer.dims.margin_left[1] > 0 and viewer.dims.margin_right[1] > 0  # z only
     assert viewer.dims.margin_left[0] == 0
     assert viewer.dims.axis_labels == ("t", "z", "y", "x")
-    assert "yellow dot: detection" in viewer.canvas.overlays.text.text
+    assert "small yellow circle: detection" in viewer.canvas.overlays.text.text
 
 
 @pytest.mark.slow

@@ -55,7 +55,7 @@ def test_new_widgets_pick_the_newest_detections_against_the_reference(viewer_wit
     # the legend names every marker kind shown; the axes are t, z, y, x
     assert viewer.dims.axis_labels == ("t", "z", "y", "x")
     legend = legend_text(list(viewer.layers))
-    assert "yellow dot: detection" in legend and "cyan ring: reference" in legend
+    assert "yellow circle: detection" in legend and "cyan circle: reference" in legend
     assert viewer.canvas.overlays.text.text == legend and viewer.canvas.overlays.text.visible
 
 

@@ -37,12 +37,12 @@ POINTS_SUFFIXES = (".csv",)
 #: Colour maps by channel index: EGFP green, mCherry magenta, then others.
 CHANNEL_COLORMAPS = ("green", "magenta", "cyan", "yellow", "gray")
 #: Marker diameters in µm, from the PSF (sigma 0.10 µm in y and x, so a spot's
-#: FWHM is about 0.24 µm): a detection is a dot well inside its spot (the spot
-#: stays visible around it); a reference point is a thin ring around the spot.
-DETECTION_MARKER_UM = 0.12
-REFERENCE_MARKER_UM = 0.55
-#: Width of a reference ring's line, as a fraction of its diameter.
-RING_WIDTH = 0.12
+#: FWHM is about 0.24 µm): thin circles just outside a spot's FWHM (a detection)
+#: and well outside it (a reference point), so the spot stays visible inside.
+DETECTION_MARKER_UM = 0.36
+REFERENCE_MARKER_UM = 0.60
+#: Width of a circle's line, as a fraction of its diameter.
+RING_WIDTH = 0.06
 #: Point colours by channel (EGFP, mCherry) for detections and for reference points.
 DETECTION_CHANNEL_COLOURS = ("yellow", "magenta")
 REFERENCE_CHANNEL_COLOURS = ("cyan", "orange")
@@ -91,27 +91,21 @@ def out_of_slice() -> dict[str, Any]:
 
 
 def marker_style(reference: bool, scale: Sequence[float]) -> dict[str, Any]:
-    """Points layer keyword arguments of a detections (dot) or reference (thin ring) layer.
+    """Points layer keyword arguments: a thin circle, yellow (detections) or cyan (reference).
 
+    The circle is a transparent disc with a border, so the spot shows inside.
     Both are shown out of slice (:func:`out_of_slice`), shrinking with the
     distance from the slice.
     """
-    if reference:
-        return {
-            "size": marker_size(REFERENCE_MARKER_UM, scale),
-            "symbol": "ring",
-            "face_color": "transparent",
-            "border_color": REFERENCE_CHANNEL_COLOURS[0],
-            "border_width": RING_WIDTH,
-            "border_width_is_relative": True,
-            "opacity": 0.9,
-            **out_of_slice(),
-        }
+    diameter = REFERENCE_MARKER_UM if reference else DETECTION_MARKER_UM
+    colours = REFERENCE_CHANNEL_COLOURS if reference else DETECTION_CHANNEL_COLOURS
     return {
-        "size": marker_size(DETECTION_MARKER_UM, scale),
+        "size": marker_size(diameter, scale),
         "symbol": "disc",
-        "face_color": DETECTION_CHANNEL_COLOURS[0],
-        "border_width": 0.0,
+        "face_color": "transparent",
+        "border_color": colours[0],
+        "border_width": RING_WIDTH,
+        "border_width_is_relative": True,
         "opacity": 1.0,
         **out_of_slice(),
     }
@@ -144,12 +138,12 @@ def legend_text(layers: Sequence[Any]) -> str:
     lines = []
     if "detections" in kinds:
         second = " (mCherry spots: magenta)" if channels.get("detections") else ""
-        lines.append(f"yellow dot: detection{second}")
+        lines.append(f"small yellow circle: detection{second}")
     if "reference" in kinds:
         second = " (mCherry: orange)" if channels.get("reference") else ""
-        lines.append(f"cyan ring: reference label{second}")
+        lines.append(f"large cyan circle: reference label{second}")
     if "matches" in kinds:
-        lines.append("rings: green TP (matched), red FP (extra), blue FN (missed)")
+        lines.append("large circles: green TP (matched), red FP (extra), blue FN (missed)")
     return "\n".join(lines)
 
 
@@ -167,7 +161,7 @@ def channel_colormap(index: int, name: str | None = None) -> str:
 
 
 def contrast_limits(frame: Any, max_voxels: int = 2_000_000) -> tuple[float, float]:
-    """Display range from the median (background) to the 99.95th percentile of a frame.
+    """Display range from the 75th percentile (above most background noise) to the 99.95th.
 
     Only a strided subsample of the frame is read, so lazy data stay cheap.
     """
@@ -177,7 +171,7 @@ def contrast_limits(frame: Any, max_voxels: int = 2_000_000) -> tuple[float, flo
     finite = sample[np.isfinite(sample)]
     if finite.size == 0:
         return 0.0, 1.0
-    low, high = np.percentile(finite, [50.0, 99.95])
+    low, high = np.percentile(finite, [75.0, 99.95])
     if high <= low:
         high = low + 1.0
     return float(low), float(high)
@@ -285,8 +279,7 @@ def points_layer(
     }
     if "channel" in features.columns and features["channel"].nunique() > 1:
         colours = REFERENCE_CHANNEL_COLOURS if reference else DETECTION_CHANNEL_COLOURS
-        key = "border_color" if reference else "face_color"
-        kwargs[key] = channel_colours(features["channel"].to_numpy(), colours)
+        kwargs["border_color"] = channel_colours(features["channel"].to_numpy(), colours)
     return data, kwargs, "points"
 
 

@@ -191,6 +191,8 @@ class KinetochoreWidget(QWidget):
     def _describe_viewer(self, *_: Any) -> None:
         try:
             describe_viewer(self.viewer)
+            for layer in self.viewer.layers:  # the legend follows what is shown
+                layer.events.visible.connect(self._describe_viewer)  # (connected once)
         except RuntimeError:  # the viewer is closing
             pass
 

@@ -452,7 +452,7 @@ class DetectWidget(KinetochoreWidget):
         merged = merged.sort_values("t", kind="stable").reset_index(drop=True)
         set_points(layer, merged)
         if "channel" in merged and merged["channel"].nunique() > 1:
-            layer.face_color = channel_colours(merged["channel"], DETECTION_CHANNEL_COLOURS)
+            layer.border_color = channel_colours(merged["channel"], DETECTION_CHANNEL_COLOURS)
         if prediction is not None and self._probability_layer is not None:
             self._probability[t] = prediction
             self._update_probability()
