@@ -59,12 +59,26 @@ def run_pipeline(output: Path, method: str | None = None):
 def show(volume, points, reference, method: str, headless: bool, output: Path) -> None:
     """Open napari on a z slice of the movie with the detections, the reference and the docks."""
     import napari
+
+    # Headless runs happen under Xvfb: a real (virtual) window renders, a hidden one gives black frames.
+    viewer = napari.Viewer(title="napari-kinetochores demo", show=True)
+    fill_viewer(viewer, volume, points, reference, method)
+    if headless:
+        path = output / "screenshot.png"
+        viewer.window._qt_window.resize(1400, 900)
+        viewer.screenshot(str(path), canvas_only=False)
+        print(f"wrote {path}")
+        viewer.close()
+    else:
+        napari.run()
+
+
+def fill_viewer(viewer, volume, points, reference, method: str) -> None:
+    """The movie, the reference (kinetochores) and the detections, the docks, a plate slice."""
     from napari.layers import Layer
 
     from napari_kinetochores._napari.io import points_layer, volume_layers
 
-    # Headless runs happen under Xvfb: a real (virtual) window renders, a hidden one gives black frames.
-    viewer = napari.Viewer(title="napari-kinetochores demo", show=True)
     for item in volume_layers(volume):
         viewer.add_layer(Layer.create(*item))
     kinetochores = reference[reference["channel"] == 0] if "channel" in reference else reference
@@ -81,14 +95,6 @@ def show(volume, points, reference, method: str, headless: bool, output: Path) -
     except Exception as error:  # the demo still works without the widgets
         print(f"(plugin widgets not shown: {error})")
     show_plate_slice(viewer, points, volume.voxel_size_um)
-    if headless:
-        path = output / "screenshot.png"
-        viewer.window._qt_window.resize(1400, 900)
-        viewer.screenshot(str(path), canvas_only=False)
-        print(f"wrote {path}")
-        viewer.close()
-    else:
-        napari.run()
 
 
 def show_plate_slice(viewer, points, voxel_size_um) -> int:
@@ -101,7 +107,8 @@ def show_plate_slice(viewer, points, voxel_size_um) -> int:
     viewer.dims.set_point(0, 0)
     viewer.dims.set_point(1, plane * float(voxel_size_um[0]))
     viewer.reset_view()
-    viewer.camera.zoom *= 1.25  # the spots, not the empty margin
+    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera  # napari 0.9
+    camera.zoom *= 1.25  # the spots, not the empty margin
     return plane
 
 

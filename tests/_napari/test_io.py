@@ -160,6 +160,7 @@ def test_open_and_save_through_the_viewer(make_napari_viewer, tmp_path):
     skip_without_display()
     viewer = make_napari_viewer()
     egfp, mcherry, gt = add_sample(viewer)
+    assert viewer.dims.axis_labels == ("t", "z", "y", "x")  # named by the reader's layers
     assert tuple(egfp.scale) == pytest.approx(SCALE) and egfp.colormap.name == "green"
     assert mcherry.colormap.name == "magenta" and mcherry.blending == "additive"
     # a ground-truth point sits on its spot: world = voxel × voxel size

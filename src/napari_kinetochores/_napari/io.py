@@ -82,12 +82,23 @@ def out_of_slice() -> dict[str, Any]:
     viewer's thick slice (see :func:`napari_kinetochores._widgets._common.describe_viewer`,
     which sets the z margins to :data:`OUT_OF_SLICE_UM`).
     """
+    if _napari_version() >= (0, 9):
+        return {"projection_mode": "rescale_linear"}
+    return {"out_of_slice_display": True}
+
+
+def axis_labels(ndim: int) -> dict[str, Any]:
+    """Layer keyword arguments naming the axes t, z, y, x (napari >= 0.6 shows them)."""
+    if _napari_version() >= (0, 6):
+        return {"axis_labels": ("t", "z", "y", "x")[4 - ndim :]}
+    return {}
+
+
+def _napari_version() -> tuple[int, int]:
     from importlib.metadata import version
 
     major, minor = (int(part) for part in version("napari").split(".")[:2])
-    if (major, minor) >= (0, 9):
-        return {"projection_mode": "rescale_linear"}
-    return {"out_of_slice_display": True}
+    return major, minor
 
 
 def marker_style(reference: bool, scale: Sequence[float]) -> dict[str, Any]:
@@ -230,6 +241,7 @@ def volume_layers(
             "blending": "additive",
             "contrast_limits": contrast_limits(data[0]),
             "metadata": {META_KEY: meta},
+            **axis_labels(4),
         }
         layers.append((data, kwargs, "image"))
     return layers
@@ -269,6 +281,7 @@ def points_layer(
         "scale": scale,
         "features": features,
         **marker_style(reference, scale),
+        **axis_labels(4),
         "metadata": {
             META_KEY: {
                 "path": None if path is None else str(path),
