@@ -111,14 +111,15 @@ def suppress_sensor_defects(frame_zyx: np.ndarray) -> np.ndarray:
 class CorrectedVolume:
     """A movie whose frames are read through :func:`suppress_sensor_defects`.
 
-    Every attribute but :meth:`frame` is the wrapped volume's. The last few
-    corrected frames are kept, since a temporal model reads each frame up to
-    three times.
+    Every attribute but :meth:`frame` is the wrapped volume's. Each frame's
+    defect map (Y, X) is measured once and kept (a temporal model reads each
+    frame up to three times); frames themselves are not kept, so memory stays
+    that of the frames in use.
     """
 
-    def __init__(self, volume, cache_size: int = 4) -> None:
+    def __init__(self, volume, cache_size: int = 16) -> None:
         self._volume = volume
-        self._cache: OrderedDict = OrderedDict()
+        self._excess: OrderedDict = OrderedDict()
         self._cache_size = int(cache_size)
         self.corrected_frames: set[tuple[int, int]] = set()
 
@@ -130,15 +131,16 @@ class CorrectedVolume:
         if channel is None:
             return np.stack([self.frame(t, c) for c in range(self._volume.n_channels)])
         key = (int(t), int(channel))
-        if key not in self._cache:
-            raw = self._volume.frame(t, channel)
-            corrected = suppress_sensor_defects(raw)
-            if corrected is not raw:
-                self.corrected_frames.add(key)
-            self._cache[key] = corrected
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
-        return self._cache[key]
+        raw = self._volume.frame(t, channel)
+        if key not in self._excess:
+            self._excess[key] = sensor_defect_excess(raw)
+            while len(self._excess) > self._cache_size:
+                self._excess.popitem(last=False)
+        excess = self._excess[key]
+        if excess is None:
+            return raw
+        self.corrected_frames.add(key)
+        return np.asarray(raw, np.float32) - excess[None]
 
 
 QUANTISED_STEP = 0.5
