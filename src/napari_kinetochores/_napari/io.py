@@ -415,14 +415,21 @@ def read_points_layer(path: str | Sequence[str]) -> list[LayerDataTuple]:
         if layout != "napari" or "default" not in str(warning.message):
             warnings.warn(str(warning.message), UserWarning, stacklevel=2)
     name = Path(single).stem
-    is_reference = _names_reference(name)
+    is_reference = names_reference(name)
     return [points_layer(table, voxel, name, reference=is_reference, path=single)]
 
 
-def _names_reference(name: str) -> bool:
-    """Whether a file or layer name says it holds reference labels (``*_gt``, ``ground truth``…)."""
-    words = [w for w in name.lower().replace("-", "_").replace(" ", "_").split("_") if w]
-    return any(w == "gt" or w.startswith(("ground", "truth", "reference", "ref")) for w in words)
+def names_reference(name: str) -> bool:
+    """Whether a file or layer name says it holds reference labels (``*_gt``, ``ground truth``…).
+
+    Examples
+    --------
+    >>> names = ("sample_movie_gt", "ground truth", "cell3-ref", "detections", "refined", "target")
+    >>> [names_reference(n) for n in names]
+    [True, True, True, False, False, False]
+    """
+    words = [w for w in re.split(r"[\s_\-.]+", name.lower()) if w]
+    return any(w in ("gt", "ref", "truth") or w.startswith(("ground", "reference")) for w in words)
 
 
 def _voxel_from_um(table: pd.DataFrame) -> tuple[float, float, float] | None:

@@ -116,7 +116,7 @@ class KinetochoreWidget(QWidget):
         layout.addWidget(self.form.native)
         layout.addWidget(self.status.native)
         self.setLayout(layout)
-        self._roles: dict[int, tuple[ComboBox, str, str | None]] = {}
+        self._roles: dict[int, tuple[ComboBox, str, str, bool]] = {}
         self._explicit: dict[int, Any] = {}
         self._choosing = False
         events = self.viewer.layers.events
@@ -159,7 +159,7 @@ class KinetochoreWidget(QWidget):
                 "reference" if "reference" in label.lower() else None if nullable else "prediction"
             )
         if role is not None:
-            self._roles[id(combo)] = (combo, kind, role)
+            self._roles[id(combo)] = (combo, kind, role, nullable)
             combo.changed.connect(functools.partial(self._picked, id(combo)))
             self._choose_defaults()
         return combo
@@ -173,7 +173,7 @@ class KinetochoreWidget(QWidget):
         self._choosing = True
         try:
             chosen = {}
-            for key, (combo, kind, role) in sorted(
+            for key, (combo, kind, role, nullable) in sorted(
                 self._roles.items(), key=lambda item: item[1][2] != "prediction"
             ):
                 explicit = self._explicit.get(key)
@@ -182,7 +182,7 @@ class KinetochoreWidget(QWidget):
                     continue
                 self._explicit.pop(key, None)
                 layer = default_layer(self.viewer.layers, kind, role, chosen.get("prediction"))
-                if layer is not None or combo._nullable:
+                if layer is not None or nullable:
                     combo.value = layer
                 chosen[role] = combo.value
         finally:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from napari_kinetochores._napari.io import names_reference
 from napari_kinetochores.errors import InputError
 from napari_kinetochores.io import POINT_COLUMNS, UM_COLUMNS, points_frame, volume_from_array
 
@@ -197,9 +198,6 @@ def set_points(layer: Any, table: pd.DataFrame) -> None:
 
 # --------------------------------------------------------------------------- default choices
 
-#: Words in a layer name that mark reference labels (as the CSV reader decides).
-REFERENCE_WORDS = ("gt", "ground", "truth", "reference", "ref")
-
 
 def layer_role(layer: Any) -> str:
     """What a points layer holds: "detections", "reference", "matches" or "" (unknown).
@@ -212,8 +210,7 @@ def layer_role(layer: Any) -> str:
     kind = meta.get("kind") if isinstance(meta, dict) else None
     if kind in ("detections", "reference", "matches"):
         return kind
-    words = [w for w in layer.name.lower().replace("-", "_").replace(" ", "_").split("_") if w]
-    if any(w.startswith(REFERENCE_WORDS[1:]) or w == "gt" for w in words):
+    if names_reference(layer.name):
         return "reference"
     return "detections" if layer.name.lower().startswith("detections") else ""
 
@@ -237,10 +234,9 @@ def default_layer(layers: Any, kind: str, role: str, exclude: Any = None) -> Any
 
     Examples
     --------
-    >>> class Layer:
+    >>> class Points:
     ...     def __init__(self, name): self.name, self.metadata = name, {}
-    ...     __class__ = type("Points", (), {})
-    >>> layers = [Layer("ground truth"), Layer("detections"), Layer("clicks")]
+    >>> layers = [Points("ground truth"), Points("detections"), Points("clicks")]
     >>> default_layer(layers, "points", "prediction").name
     'detections'
     >>> default_layer(layers, "points", "reference").name

@@ -299,9 +299,12 @@ class CorrectWidget(KinetochoreWidget):
         voxel = image_voxel_size(image)
         out = data[rows].copy()
         for k, row in enumerate(out):
-            frame_index = int(np.clip(np.round(row[0]), 0, image.data.shape[0] - 1))
-            frame = image.data[frame_index] if image.ndim == 4 else image.data
-            same = others if others.shape[1] == 3 else others[np.round(others[:, 0]) == row[0]]
+            same = others
+            frame = image.data
+            if image.ndim == 4:  # (t, z, y, x): the point's frame, and the others in it
+                t = int(np.clip(np.round(row[0]), 0, image.data.shape[0] - 1))
+                frame = image.data[t]
+                same = others[np.round(others[:, 0]) == np.round(row[0])]
             zyx = np.clip(row[-3:], 0, np.asarray(frame.shape) - 1)
             snap = snap_click(frame, zyx, voxel, float(self.window.value), same[:, -3:])
             row[-3:] = snap.point_zyx
@@ -317,6 +320,7 @@ class CorrectWidget(KinetochoreWidget):
     def _selected(self, at_least: int = 1) -> list[int]:
         if self.layer is None:
             raise InputError("press Start correcting first")
+        self._flush_move()  # a drag still settling is recorded first
         selected = sorted(int(i) for i in self.layer.selected_data)
         if len(selected) < at_least:
             raise InputError(f"select at least {at_least} point(s) first (napari key S)")
