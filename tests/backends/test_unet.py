@@ -11,9 +11,9 @@ pytest.importorskip("torch")
 def test_default_model_hands_short_movies_to_the_single_frame_model():
     import warnings
 
+    from napari_kinetochores.backends.unet import UNetDetector
     from napari_kinetochores.detection import DetectionOptions
     from napari_kinetochores.io.volumes import volume_from_array
-    from napari_kinetochores.backends.unet import UNetDetector
 
     detector = UNetDetector.from_options(DetectionOptions())
     if detector.config.temporal_window == 1:
