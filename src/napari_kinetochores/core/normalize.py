@@ -88,16 +88,30 @@ def noise_statistics(rows: np.ndarray | Sequence[np.ndarray]) -> tuple[float, fl
         raise InputError("volume contains NaN or infinite values")
     floor = clipped_floor(values)
     if floor is not None:  # background subtracted and clipped: measure where there is signal
-        live = values[values > floor]
-        background = float(np.median(live)) if live.size else floor
-        differences = np.concatenate(
-            [np.diff(b, axis=-1)[(b[:, 1:] > floor) & (b[:, :-1] > floor)] for b in blocks]
-        )
-    else:
-        background = float(np.median(values))
-        differences = np.concatenate([np.diff(b, axis=-1).ravel() for b in blocks])
+        live = [np.diff(b, axis=-1)[(b[:, 1:] > floor) & (b[:, :-1] > floor)] for b in blocks]
+        differences = np.concatenate(live)
+        n_pairs = sum(b.shape[0] * max(b.shape[1] - 1, 0) for b in blocks)
+        spread = _difference_spread(differences)
+        # Photon-starved counts (mostly 0, rarely two neighbours above it) are not clipped data:
+        # too few live pairs, or no spread among them, fall back to the whole volume.
+        if differences.size >= max(MIN_LIVE_PAIRS, MIN_LIVE_SHARE * n_pairs) and spread > 0:
+            return float(np.median(values[values > floor])), float(spread / np.sqrt(2.0))
+    background = float(np.median(values))
+    differences = np.concatenate([np.diff(b, axis=-1).ravel() for b in blocks])
     if differences.size == 0:
         return background, float(np.std(values))
+    return background, float(_difference_spread(differences) / np.sqrt(2.0))
+
+
+MIN_LIVE_PAIRS = 1000
+MIN_LIVE_SHARE = 0.02
+"""Neighbour pairs both above a clipped floor needed to measure the noise there (count, share)."""
+
+
+def _difference_spread(differences: np.ndarray) -> float:
+    """Robust standard deviation of neighbour differences (0 for none)."""
+    if differences.size == 0:
+        return 0.0
     centre = float(np.median(differences))
     spread = 1.4826 * float(np.median(np.abs(differences - centre)))
     if spread > 0:
@@ -107,9 +121,8 @@ def noise_statistics(rows: np.ndarray | Sequence[np.ndarray]) -> tuple[float, fl
         for _ in range(2):
             kept = differences[np.abs(differences - centre) < 3.5 * spread]
             spread = float(np.std(kept)) / 0.9940
-    else:
-        spread = float(np.std(differences))
-    return background, float(spread / np.sqrt(2.0))
+        return spread
+    return float(np.std(differences))
 
 
 def normalize_noise(
