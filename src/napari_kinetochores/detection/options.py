@@ -45,10 +45,11 @@ class DetectionOptions:
         (four forward passes per tile; accuracy and cost in
         docs/benchmarks.md).
     resample_to_model : bool
-        UNet: when the movie's voxel size is more than 25 % from the model's
-        training voxel size, resample each frame to the model's voxel size,
-        find the spots there and map them back (their sub-voxel centres come
-        from the original image). False feeds the frame as it is.
+        UNet: along axes whose voxel size is more than 25 % finer than the
+        model's training voxel size, resample each frame down to the model's
+        voxel size, find the spots there and map them back (their sub-voxel
+        centres come from the original image). Coarser axes are read as they
+        are. False feeds the frame as it is.
     """
 
     method: str = "unet"
