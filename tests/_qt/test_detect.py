@@ -317,4 +317,13 @@ def test_default_settings_give_the_cli_points_and_show_its_warning(viewer, qtbot
         expected = read_points(out, voxel_size_um=VOXEL)
         np.testing.assert_array_equal(shown, expected[["t", "z", "y", "x"]].to_numpy())
         widget.close()
+        if path == stack:  # the same stack as a plain 3D (Z, Y, X) layer: the same points
+            viewer.layers.clear()
+            viewer.add_image(np.asarray(movie.data[1, 0]), name="EGFP", scale=VOXEL)
+            widget = DetectWidget(viewer)
+            run_detection(qtbot, widget, timeout=300_000)
+            plain = viewer.layers["detections"].data
+            np.testing.assert_array_equal(plain, expected[["z", "y", "x"]].to_numpy())
+            assert any(m.startswith("layer 'EGFP': the movie has 1 frame") for m in widget._warned)
+            widget.close()
         notification_manager.records.clear()

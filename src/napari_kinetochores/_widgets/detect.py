@@ -210,6 +210,7 @@ class DetectWidget(KinetochoreWidget):
         self._probability_layer: Any = None
         self._error: BaseException | None = None
         self._warned: set[str] = set()
+        self._image_name = ""
 
         self.image.changed.connect(self._image_changed)
         self.method.changed.connect(self._method_changed)
@@ -325,6 +326,7 @@ class DetectWidget(KinetochoreWidget):
         options = self.options()
         frames = self.selected_frames(volume.n_frames)
         self._points = self._output_layer(image)
+        self._image_name = image.name
         self._prepare_probability(image, options)
         self._cancel.clear()
         self._done, self._total, self._error = [], len(frames), None
@@ -436,8 +438,14 @@ class DetectWidget(KinetochoreWidget):
         self._image_shape = tuple(image.data.shape)
 
     def _show_warnings(self, messages: list[str]) -> None:
-        """Show the worker's warnings as notifications (each once per run)."""
+        """Show the worker's warnings as notifications (each once per run).
+
+        The library names the movie's file; a movie made of layers has none
+        (``None: …``), so the image layer is named instead.
+        """
         for message in messages:
+            if message.startswith("None: "):
+                message = f"layer {self._image_name!r}: {message[len('None: ') :]}"
             if message not in self._warned:
                 self._warned.add(message)
                 show_warning(message)
