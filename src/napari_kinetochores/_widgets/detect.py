@@ -440,12 +440,11 @@ class DetectWidget(KinetochoreWidget):
     def _show_warnings(self, messages: list[str]) -> None:
         """Show the worker's warnings as notifications (each once per run).
 
-        The library names the movie's file; a movie made of layers has none
-        (``None: …``), so the image layer is named instead.
+        The library starts a message with the movie's file; a movie made of
+        layers has none, so the image layer is named instead.
         """
         for message in messages:
-            if message.startswith("None: "):
-                message = f"layer {self._image_name!r}: {message[len('None: ') :]}"
+            message = f"layer {self._image_name!r}: {message}"
             if message not in self._warned:
                 self._warned.add(message)
                 show_warning(message)

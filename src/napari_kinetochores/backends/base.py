@@ -86,6 +86,19 @@ def reported_channels(channel: int, n_channels: int, all_channels: bool) -> list
     return channels
 
 
+def where(volume) -> str:
+    """``"<file>: "`` to start a message about ``volume``; empty for an in-memory movie.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> where(SimpleNamespace(path="cell.tif")), where(SimpleNamespace(path=None))
+    ('cell.tif: ', '')
+    """
+    path = getattr(volume, "path", None)
+    return "" if path is None else f"{path}: "
+
+
 def check_voxel_size(volume, model_voxel_size_um: Sequence[float], what: str) -> None:
     """Warn when the movie's voxel size is far from the one ``what`` was made for."""
     trained = np.asarray(model_voxel_size_um, float)
@@ -94,7 +107,7 @@ def check_voxel_size(volume, model_voxel_size_um: Sequence[float], what: str) ->
     if np.any(np.abs(ratio - 1) > VOXEL_SIZE_TOLERANCE):
         factors = ", ".join(f"{r:.2f}" for r in ratio)
         warnings.warn(
-            f"{volume.path}: voxel size {tuple(float(v) for v in given)} µm is far from the "
+            f"{where(volume)}voxel size {tuple(float(v) for v in given)} µm is far from the "
             f"{what} {tuple(float(v) for v in trained)} µm; rescale the movie by ({factors}) "
             "along (z, y, x) "
             "for best results",

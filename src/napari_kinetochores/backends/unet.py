@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from napari_kinetochores.backends.base import VOXEL_SIZE_TOLERANCE, Found, check_voxel_size
+from napari_kinetochores.backends.base import VOXEL_SIZE_TOLERANCE, Found, check_voxel_size, where
 from napari_kinetochores.core.peaks import find_peaks
 from napari_kinetochores.errors import InputError
 from napari_kinetochores.nn.checkpoint import (
@@ -145,7 +145,7 @@ class UNetDetector:
             return self
         if self.short_movie_model is None:
             warnings.warn(
-                f"{volume.path}: model {self.loaded.path.name} reads {window} frames but {problem}; "
+                f"{where(volume)}model {self.loaded.path.name} reads {window} frames but {problem}; "
                 "it may report spots of the neighbouring frames (more false detections); prefer "
                 "a single-frame model (--model single_frame)",
                 stacklevel=2,
@@ -162,7 +162,7 @@ class UNetDetector:
             )
             self._short_movie_detector.resample_to_model = self.resample_to_model
         warnings.warn(
-            f"{volume.path}: {problem}; the default model reads {window} frames, so the "
+            f"{where(volume)}{problem}; the default model reads {window} frames, so the "
             f"bundled {self.short_movie_model!r} model is used instead",
             stacklevel=2,
         )

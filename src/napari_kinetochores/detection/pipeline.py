@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from napari_kinetochores.backends import check_method, get_detector
-from napari_kinetochores.backends.base import check_channel
+from napari_kinetochores.backends.base import check_channel, where
 from napari_kinetochores.detection.options import DetectionOptions, frame_range
 from napari_kinetochores.io.points import points_frame
 
@@ -88,7 +88,7 @@ def prepare_detector(volume, options: DetectionOptions, detector=None, first_fra
     note = describe_preprocessing(central_sample(volume, first_frame, options.channel))
     if note is not None:
         warnings.warn(
-            f"{volume.path}: the data look preprocessed: {note}. Noise and background are "
+            f"{where(volume)}the data look preprocessed: {note}. Noise and background are "
             "measured above the floor; raw camera data detect best",
             stacklevel=2,
         )
