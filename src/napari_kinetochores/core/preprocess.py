@@ -167,7 +167,7 @@ def describe_preprocessing(sample: np.ndarray) -> str | None:
     >>> describe_preprocessing(np.round(rng.normal(100, 5, (64, 64)))) is None
     True
     >>> print(describe_preprocessing(np.maximum(np.round(rng.normal(0, 3, (64, 64))), 0)))
-    56 % of the voxels are exactly 0.0 (background subtracted and clipped?); intensity steps of 1 are 0.58 noise sigmas (coarsely quantised?)
+    56 % of the voxels are exactly 0.0 (background subtracted and clipped?); intensity steps of 1 are 0.57 noise sigmas (coarsely quantised?)
     >>> print(describe_preprocessing(np.round(rng.normal(10, 0.8, (64, 64)))))
     intensity steps of 1 are 1.19 noise sigmas (coarsely quantised?)
     """
