@@ -67,6 +67,8 @@ CONDITIONS: dict[str, MovieSpec] = {
     "coarse 0.5/0.16/0.16 µm": MovieSpec(voxel_size_um=(0.5, 0.16, 0.16), shape_zyx=(20, 104, 104)),
     "fine 0.2/0.1/0.1 µm": MovieSpec(voxel_size_um=(0.2, 0.1, 0.1), shape_zyx=(48, 160, 160)),
     "bleaching 12 %/frame, 8 frames": MovieSpec(n_frames=8, bleach_per_frame=0.12),
+    # a control for the clean plate: the same movies' optics and camera on a flat background
+    "control: moderate SNR, flat background": MovieSpec(flat_background=True),
 }
 
 METHODS = {"default UNet": {}, "classical": {"method": "classical"}}
@@ -111,7 +113,7 @@ def score_movie(movie: RenderedMovie, detections, movie_index: int) -> list[Fram
             far = int(np.sum(nearest > BACKGROUND_UM))
         elif len(unmatched):
             far = len(unmatched)
-        yx = np.round(found[unmatched, 1:]).astype(int)
+        yx = np.clip(np.round(found[unmatched, 1:]).astype(int), 0, np.array(hot.shape) - 1)
         at_hot = int(hot[yx[:, 0], yx[:, 1]].sum()) if len(yx) else 0
         scores.append(
             FrameScore(
@@ -286,6 +288,13 @@ def markdown_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _write(results: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".json.tmp")
+    partial.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    partial.replace(path)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     size = parser.add_mutually_exclusive_group()
@@ -318,9 +327,8 @@ def main(argv: list[str] | None = None) -> dict:
         results["conditions"][name] = entry
         scores = ", ".join(f"{m} F1 {s['f1']:.3f}" for m, s in entry["methods"].items())
         print(f"{name}: {scores}", file=sys.stderr, flush=True)
-    results["total_seconds"] = round(time.perf_counter() - start, 1)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+        results["total_seconds"] = round(time.perf_counter() - start, 1)
+        _write(results, args.output)  # after every condition: a crash keeps what was measured
     print(markdown_table(results))
     return results
 

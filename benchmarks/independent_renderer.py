@@ -568,6 +568,9 @@ class MovieSpec:
         unrelated 3D images are stacked along T.
     background_subtracted : bool
         Apply :func:`background_subtracted_8bit` to every frame (uint8).
+    flat_background : bool
+        A control: the same mean background everywhere (no cell edge, dark
+        medium, texture or haze).
     """
 
     shape_zyx: tuple[int, int, int] = (32, 128, 128)
@@ -581,6 +584,7 @@ class MovieSpec:
     bleach_per_frame: float = 0.0
     independent_frames: bool = False
     background_subtracted: bool = False
+    flat_background: bool = False
 
 
 @dataclass
@@ -621,6 +625,8 @@ def _cell(spec: MovieSpec, rng: np.random.Generator, n_frames: int):
     positions = [p + centre for p in _movie_positions(pairs, n_frames, rng)]
     brightness = rng.lognormal(0.0, 0.25, len(positions[0]))
     fluorescence, medium = _cell_background(spec.shape_zyx, voxel, centre, rng)
+    if spec.flat_background:
+        fluorescence = np.ones(spec.shape_zyx)
     pair_id = np.repeat(np.arange(len(pairs.centres_um)), 2)
     return positions, brightness, fluorescence, medium, pair_id
 
