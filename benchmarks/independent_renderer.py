@@ -37,8 +37,10 @@ Camera
     pixels (dark charge hundreds of e⁻), all fixed through z and time.
 
 Ground truth is the apparent position of every kinetochore: its true
-position plus the focal shift of the PSF at its depth (the z of the best
-focus), i.e. what a centre-of-mass annotation of the image gives. Positions
+position plus the focal shift of the PSF at its depth, measured as the
+centre of mass of the on-axis profile above half its peak (reference labels
+are centre-of-mass points; for an asymmetric PSF the brightest plane lies
+20–40 nm from it). Positions
 are float voxel coordinates (voxel centre at the integer index) of a (T, 1,
 Z, Y, X) movie; physical = voxel × voxel size (z, y, x) in µm.
 
@@ -179,8 +181,9 @@ def psf_table(optics: Optics, depth_um: float = 0.0) -> PsfTable:
 
     ``dz`` is the plane's z minus the point's true z, in µm. The table is
     normalised to a peak of 1 for a point at the coverslip; ``focal_shift_um``
-    is the dz of the brightest on-axis value (the apparent z of the point
-    minus its true z).
+    is the apparent z of the point minus its true z: the centre of mass of
+    the on-axis profile above half its peak (the focal shift, measured the way
+    centre-of-mass labels measure a spot).
 
     Examples
     --------
@@ -200,12 +203,19 @@ def psf_table(optics: Optics, depth_um: float = 0.0) -> PsfTable:
     )
     values = _object_blur(values, r_step, dz_step, optics.object_sigma_um)
     values[:, -1] = 0.0  # nothing beyond the table's radius
-    on_axis = values[:, 0]
-    i = int(np.clip(np.argmax(on_axis), 1, len(on_axis) - 2))
-    left, mid, right = on_axis[i - 1 : i + 2]
-    curvature = left - 2 * mid + right
-    offset = 0.5 * (left - right) / curvature if curvature < 0 else 0.0
-    return PsfTable(r_step, float(dz_um[0]), dz_step, values, float(dz_um[i] + offset * dz_step))
+    return PsfTable(
+        r_step, float(dz_um[0]), dz_step, values, _centre_of_mass_z(values[:, 0], dz_um)
+    )
+
+
+def _centre_of_mass_z(on_axis: np.ndarray, dz_um: np.ndarray) -> float:
+    """Intensity-weighted mean dz of the contiguous on-axis stretch above half the peak."""
+    peak = int(np.argmax(on_axis))
+    above = on_axis >= on_axis[peak] / 2
+    lo = peak - int(np.argmin(above[peak::-1])) + 1 if not above[0] else 0
+    hi = peak + int(np.argmin(above[peak:])) if not above[-1] else len(on_axis)
+    weights = on_axis[lo:hi]
+    return float(np.sum(weights * dz_um[lo:hi]) / np.sum(weights))
 
 
 @lru_cache(maxsize=8)
