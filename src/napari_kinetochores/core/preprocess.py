@@ -174,8 +174,8 @@ def describe_preprocessing(sample: np.ndarray) -> str | None:
     from napari_kinetochores.core.normalize import clipped_floor, noise_statistics, sample_rows
 
     values = np.asarray(sample, np.float64)
-    if values.size == 0 or not np.all(np.isfinite(values)):
-        return None
+    if values.size == 0 or not np.all(np.isfinite(values)) or np.ptp(values) == 0:
+        return None  # nothing to say about an empty or constant plane
     notes = []
     floor = clipped_floor(values)
     if floor is not None:
