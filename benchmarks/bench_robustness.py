@@ -250,13 +250,21 @@ def machine_info() -> dict:
 
 
 def git_commit() -> str:
+    """HEAD, with " + uncommitted changes" when the library or the benchmarks differ from it."""
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=HERE, capture_output=True, text=True, check=True
         ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src", "benchmarks"],
+            cwd=HERE,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-    return commit
+    return commit + (" + uncommitted changes" if changed else "")
 
 
 def _interval(summary: dict, key: str) -> str:
