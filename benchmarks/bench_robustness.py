@@ -257,7 +257,7 @@ def git_commit() -> str:
         ).stdout.strip()
         changed = subprocess.run(
             ["git", "status", "--porcelain", "--", "src", "benchmarks"],
-            cwd=HERE,
+            cwd=HERE.parent,
             capture_output=True,
             text=True,
             check=True,
