@@ -310,11 +310,23 @@ def main(argv: list[str] | None = None) -> dict:
     size.add_argument("--full", action="store_true", help="10 movies per condition")
     parser.add_argument("--conditions", nargs="+", choices=list(CONDITIONS), default=None)
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="LABEL=CHECKPOINT",
+        help="also run the UNet with this checkpoint (a candidate model), labelled LABEL",
+    )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     args = parser.parse_args(argv)
     n_movies = 10 if args.full else 3
     selected = args.conditions or list(CONDITIONS)
     methods = {name: METHODS[name] for name in args.methods}
+    for entry in args.model:
+        label, _, checkpoint = entry.partition("=")
+        if not checkpoint:
+            parser.error(f"--model takes LABEL=CHECKPOINT, got {entry!r}")
+        methods[label] = {"model": checkpoint}
     results = {
         "benchmark": "robustness (held-out, independent renderer)",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -9,7 +9,10 @@ that other benchmarks write) is kept as it is:
 - ``<!-- peers:begin -->`` … ``<!-- peers:end -->``: our detectors next to the
   peer detectors (results/peers.json);
 - ``<!-- matching:begin -->`` … ``<!-- matching:end -->``: matching scaling
-  (results/matching.json).
+  (results/matching.json);
+- ``<!-- robustness:begin -->`` … ``<!-- robustness:end -->``: the held-out
+  real-microscope conditions from the independent renderer
+  (results/robustness.json).
 
 A section whose markers are missing is appended at the end; a missing
 results file leaves its section as it was. Plots go to docs/images/.
@@ -800,6 +803,37 @@ def matching_plot_part(matching: dict, images: Path, doc_dir: Path) -> str:
     )
 
 
+def robustness_section(results: dict) -> str:
+    """Where users live: held-out conditions rendered by software independent of ``simulate``."""
+    from benchmarks.bench_robustness import markdown_table
+
+    machine = results["machine"]
+    bf16 = "with" if machine.get("avx512_bf16") else "without"
+    return "\n".join(
+        [
+            "## Where users live: held-out real-microscope conditions (independent renderer)",
+            "",
+            f"Run {results['date']} ({results['mode']} set, {results.get('total_seconds', 0):.0f} s) "
+            f"on {machine['cpu']}, {machine['cores']} cores, {bf16} AVX512-BF16; code "
+            f"`{results['git_commit']}`. `python -m benchmarks.bench_robustness` regenerates it.",
+            "",
+            "The movies come from `benchmarks/independent_renderer.py`, written apart from "
+            "`napari_kinetochores.simulate` (pupil-function confocal PSF with a refractive-index "
+            "mismatch, voxel-averaged in y/x and sampled in z; own plate and ball layouts; a cell "
+            "with texture, haze and dimmer medium; CCD or sCMOS camera chains). None of them is in "
+            "any model's training distribution; seeds "
+            f"{results['seed_rule']}. Every figure is the default command's path "
+            "(`detect_movie(volume, DetectionOptions())`, voxel size from the data) matched "
+            f"one-to-one at {results['cutoff_um']} µm; the interval is the "
+            f"{results['confidence_interval']}; *bg FP*: false detections farther than "
+            f"{results['background_um']} µm from every kinetochore.",
+            "",
+            markdown_table(results),
+            "",
+        ]
+    )
+
+
 def replace_section(text: str, name: str, body: str) -> str:
     """Put ``body`` between the ``name`` markers, or append a marked section at the end."""
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
@@ -845,6 +879,10 @@ def main() -> int:
     if matching and not _hand_written(text, "matching"):
         text = replace_section(text, "matching", matching_section(matching, images, doc_dir))
         written.append("matching")
+    robustness = load(args.results / "robustness.json")
+    if robustness:
+        text = replace_section(text, "robustness", robustness_section(robustness))
+        written.append("robustness")
     args.doc.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.doc.with_suffix(".md.tmp")
     tmp.write_text(text)
