@@ -71,7 +71,13 @@ CONDITIONS: dict[str, MovieSpec] = {
     "control: moderate SNR, flat background": MovieSpec(flat_background=True),
 }
 
-METHODS = {"default UNet": {}, "classical": {"method": "classical"}}
+METHODS = {
+    "default UNet": {},
+    "classical": {"method": "classical"},
+    # the choice between resampling to the model's voxel size and reading frames as they are
+    "default UNet, not resampled": {"resample_to_model": False},
+}
+DEFAULT_METHODS = ["default UNet", "classical"]
 
 
 @dataclass
@@ -309,7 +315,7 @@ def main(argv: list[str] | None = None) -> dict:
     size.add_argument("--quick", action="store_true", help="3 movies per condition (default)")
     size.add_argument("--full", action="store_true", help="10 movies per condition")
     parser.add_argument("--conditions", nargs="+", choices=list(CONDITIONS), default=None)
-    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=DEFAULT_METHODS)
     parser.add_argument(
         "--model",
         action="append",

@@ -51,7 +51,9 @@ def _detection_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--all-channels", action="store_true", help="also report the other channels' spots"
     )
-    parser.add_argument("--method", choices=("unet", "classical", "stardist"), default="unet")
+    from napari_kinetochores.backends import METHODS
+
+    parser.add_argument("--method", choices=METHODS, default=METHODS[0])
     parser.add_argument(
         "--model", help="UNet checkpoint or StarDist model folder (path or bundled name)"
     )
@@ -80,6 +82,12 @@ def _detection_args(parser: argparse.ArgumentParser) -> None:
         default=False,
         help="UNet: average the output over the four y/x flips (4 forward passes per tile)",
     )
+    parser.add_argument(
+        "--resample",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="UNet: resample axes finer than the model's voxel size down to it (default on)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -99,6 +107,7 @@ def _detection_options(args: argparse.Namespace):
         device=args.device,
         precision=args.precision,
         test_time_flips=args.test_time_flips,
+        resample_to_model=args.resample,
     )
 
 
