@@ -172,12 +172,12 @@ def test_detection_options_from_the_command_line():
                 "fp32",
                 "--threshold",
                 "0.4",
-                "--no-resample",
+                "--resample",
             ]
         )
     )
     assert chosen.test_time_flips and chosen.precision == "fp32" and chosen.threshold == 0.4
-    assert default.resample_to_model and not chosen.resample_to_model
+    assert not default.resample_to_model and chosen.resample_to_model
 
 
 def test_missing_movie(tmp_path, capsys):

@@ -85,8 +85,9 @@ def _detection_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resample",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="UNet: resample axes finer than the model's voxel size down to it (default on)",
+        default=False,
+        help="UNet: resample axes finer than the model's voxel size down to it (default off; "
+        "docs/models.md)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 

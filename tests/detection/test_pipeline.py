@@ -99,7 +99,7 @@ def test_unet_resamples_other_voxel_sizes_to_the_model_and_maps_spots_back():
     )
     volume = volume_from_array(movie.image.astype(np.float32), voxel)
     maps = {}
-    options = DetectionOptions()
+    options = DetectionOptions(resample_to_model=True)
     found = detect_movie(
         volume,
         options,

@@ -70,7 +70,7 @@ class UNetDetector:
         # when the bundled default model was asked for.
         self.short_movie_model: str | None = None
         self._short_movie_detector: UNetDetector | None = None
-        # Resample frames whose voxel size is far from the model's (see detect); set by from_options.
+        # Resample axes finer than the model's (see resampling); set by from_options.
         self.resample_to_model = False
 
     @classmethod
