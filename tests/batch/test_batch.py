@@ -1,4 +1,4 @@
-"""Batch detection on Dask distributed (napari_kinetochores.batch) and tiled detection.
+"""Batch detection on Dask distributed (napari_kinetochores.batch).
 
 The cluster tests start a two-process LocalCluster on loopback and close it at
 the end of the test. Outputs are compared byte for byte with the CSVs that
@@ -18,7 +18,7 @@ import pytest
 from napari_kinetochores.cli import main
 from napari_kinetochores.detection import DetectionOptions, iter_detections
 from napari_kinetochores.errors import InputError
-from napari_kinetochores.io import Volume, read_volume, write_tiff, write_zarr
+from napari_kinetochores.io import read_volume, write_tiff, write_zarr
 from napari_kinetochores.simulate import SimulationParams, simulate_movie
 
 VOXEL = (0.3, 0.13, 0.13)
@@ -319,43 +319,6 @@ def test_killed_worker_then_resume_gives_complete_outputs(
 
 
 # --------------------------------------------------------------------------- no cluster
-
-
-@pytest.mark.parametrize("core", [(None, 16, 20), (5, 23, 64), (None, None, None)])
-@pytest.mark.parametrize("threshold", [None, 2.5])
-def test_tiled_detection_equals_untiled(core, threshold):
-    from napari_kinetochores.detection.tiling import detect_frame_tiled
-
-    movie = simulate_movie(SimulationParams(n_frames=1, shape_zyx=(12, 70, 64), n_pairs=12), seed=3)
-    volume = Volume(movie.image, VOXEL, "user", "TCZYX", None)
-    options = DetectionOptions(method="classical", threshold=threshold, all_channels=True)
-    ((_, untiled),) = list(iter_detections(volume, options, [0]))
-    tiled = detect_frame_tiled(volume, 0, options, core_shape=core)
-    assert len(untiled) > 20
-    pd.testing.assert_frame_equal(tiled, untiled, check_exact=True)
-
-
-def test_tiled_noise_estimate_matches_the_strided_one():
-    """Above 2 million voxels the untiled MAD uses a strided subsample; tiles gather the same voxels."""
-    from napari_kinetochores.backends.classical import dog_response, robust_noise_sigma
-    from napari_kinetochores.detection.tiling import classical_noise_sigma
-
-    rng = np.random.default_rng(1)
-    data = rng.normal(100, 5, (1, 1, 9, 500, 470)).astype(np.float32)
-    volume = Volume(data, VOXEL, "user", "TCZYX", None)
-    expected = robust_noise_sigma(dog_response(data[0, 0], VOXEL))
-    assert classical_noise_sigma(volume, 0, 0, core_shape=(4, 128, 100)) == expected
-
-
-def test_tile_grid_cores_partition_the_frame():
-    from napari_kinetochores.detection.tiling import tile_grid
-
-    tiles = tile_grid((7, 50, 33), (3, 16, 16), (2, 5, 5))
-    covered = np.zeros((7, 50, 33), int)
-    for tile in tiles:
-        covered[tile.core] += 1
-        assert all(r0 >= 0 for r0 in tile.read_start) and tile.read_stop[1] <= 50
-    assert (covered == 1).all()
 
 
 def test_expand_inputs(tmp_path):
