@@ -135,11 +135,23 @@ def detect_spots_classical(
     data = np.asarray(frame_zyx, dtype=np.float32)
     if data.ndim != 3:
         raise InputError(f"classical detection needs a (Z, Y, X) frame, got shape {data.shape}")
-    response = dog_response(data, voxel_size_um, spot_sigma_um)
-    noise = response_noise_sigma(response, data)
-    if noise <= 0:  # constant frame: nothing can be a spot
+    score = score_map(data, voxel_size_um, spot_sigma_um)
+    return spots_in_score_map(score, voxel_size_um, threshold, min_distance_um, refine)
+
+
+def spots_in_score_map(
+    score: np.ndarray,
+    voxel_size_um: Sequence[float],
+    threshold: float | None = None,
+    min_distance_um: float = DEFAULT_MIN_DISTANCE_UM,
+    refine: str = "quadratic",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Spots of a :func:`score_map` (Z, Y, X): peaks above ``threshold`` noise sigmas (default 6).
+
+    Returns (coords (N, 3) voxels, scores (N,)), as :func:`detect_spots_classical`.
+    """
+    if not score.any():  # constant frame (score_map gives zeros): nothing can be a spot
         return np.zeros((0, 3)), np.zeros(0)
-    score = response / noise
     cut = DEFAULT_THRESHOLD_SIGMAS if threshold is None else float(threshold)
     return find_peaks(
         score, voxel_size_um, min_distance_um=min_distance_um, threshold_abs=cut, refine=refine
@@ -197,13 +209,10 @@ class ClassicalDetector:
         channels = reported_channels(options.channel, volume.n_channels, options.all_channels)
         found, maps = [], []
         for channel in channels:
-            frame = volume.frame(t, channel)
-            coords, scores = detect_spots_classical(
-                frame, voxel, threshold=options.threshold, min_distance_um=min_distance
-            )
+            score = score_map(volume.frame(t, channel), voxel)
+            coords, scores = spots_in_score_map(score, voxel, options.threshold, min_distance)
             found.append((channel, coords, scores))
-            if on_prediction is not None:
-                maps.append(score_map(frame, voxel))
+            maps.append(score)
         if on_prediction is not None:
             on_prediction(t, np.stack(maps))
         return found
@@ -229,7 +238,11 @@ class ClassicalDetector:
         return found
 
 
-def score_map(frame_zyx: np.ndarray, voxel_size_um: Sequence[float]) -> np.ndarray:
+def score_map(
+    frame_zyx: np.ndarray,
+    voxel_size_um: Sequence[float],
+    spot_sigma_um: Sequence[float] = DEFAULT_SPOT_SIGMA_UM,
+) -> np.ndarray:
     """The classical score map: DoG response over its noise sigma (zeros for a constant frame).
 
     Parameters
@@ -237,13 +250,15 @@ def score_map(frame_zyx: np.ndarray, voxel_size_um: Sequence[float]) -> np.ndarr
     frame_zyx : (Z, Y, X) array
     voxel_size_um : (3,) sequence
         Voxel size (z, y, x) in µm.
+    spot_sigma_um : (3,) sequence
+        Expected spot sigma (z, y, x) in µm.
 
     Returns
     -------
     (Z, Y, X) float32 array, in noise sigmas (a local SNR).
     """
     data = np.asarray(frame_zyx, np.float32)
-    response = dog_response(data, voxel_size_um)
+    response = dog_response(data, voxel_size_um, spot_sigma_um)
     noise = response_noise_sigma(response, data)
     if noise <= 0:
         return np.zeros(response.shape, np.float32)
