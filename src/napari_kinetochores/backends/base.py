@@ -34,9 +34,10 @@ class Detector(Protocol):
     model-choice rules for one movie (it may return another detector, e.g.
     the single-frame model for a one-frame movie) and warns about what the
     user should know; ``check_input`` fails early, naming the file, when the
-    movie cannot feed it; ``detect_frame`` detects one frame. Backends that
-    can read a frame in tiles set ``tileable`` and implement
-    ``detect_frame_tiled``.
+    movie cannot feed it; ``detect`` detects one frame. Backends that can
+    read a frame in tiles set ``tileable`` and implement ``detect_tiled``;
+    those that hand out score maps set ``score_maps`` and implement
+    ``map_channels``.
     """
 
     method: str
@@ -54,9 +55,11 @@ class Detector(Protocol):
 
     def check_input(self, volume, channel: int = 0) -> None: ...
 
-    def detect_frame(
+    def detect(
         self, volume, t: int, options, on_prediction: PredictionCallback | None = None
     ) -> Found: ...
+
+    def detect_tiled(self, volume, t: int, options, core_shape, map_writer=None) -> Found: ...
 
     def map_channels(self, n_channels: int, options) -> tuple[list[int], str]: ...
 
