@@ -100,12 +100,14 @@ class DetectorPlugin(WorkerPlugin):
         self._lock = threading.Lock()
         self._detector = None
         self._volumes: OrderedDict = OrderedDict()
+        self._prepared: dict = {}
         self.n_loads = 0
 
     def teardown(self, worker=None) -> None:
         for volume in getattr(self, "_volumes", {}).values():
             volume.close()
         self._volumes = OrderedDict()
+        self._prepared = {}
         self._detector = None
 
     def detector(self):
@@ -132,9 +134,32 @@ class DetectorPlugin(WorkerPlugin):
                     volume = movie.open()
             self._volumes[movie] = volume
             while len(self._volumes) > self.cache_size:
-                _, old = self._volumes.popitem(last=False)
+                old_movie, old = self._volumes.popitem(last=False)
+                self._prepared.pop(old_movie, None)
                 old.close()
             return volume
+
+    def prepared(self, movie: MovieSpec):
+        """(movie as detectors read it, detector chosen and checked for it), once per movie.
+
+        The model-choice rules (temporal continuity, short movies) and input
+        checks of :func:`~napari_kinetochores.detection.pipeline.prepare_detector`
+        read parts of the movie; they run on a worker's first frame of a movie,
+        not on every frame, and the sensor-defect maps of its frames are kept.
+        """
+        from napari_kinetochores.detection.pipeline import corrected, prepare_detector
+
+        volume = self.volume(movie)
+        with self._lock:
+            entry = self._prepared.get(movie)
+        if entry is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # reported once, by the probe
+                read = corrected(volume)
+                entry = (read, prepare_detector(read, self.options, self.detector()))
+            with self._lock:
+                self._prepared[movie] = entry
+        return entry
 
 
 def _plugin(name: str) -> DetectorPlugin:
@@ -218,10 +243,9 @@ def frame_table(job: FrameJob, plugin: DetectorPlugin):
     store through the loop's ``on_prediction`` callback (or tile by tile).
     Returns (table, tiled).
     """
-    from napari_kinetochores.detection.pipeline import detect_frame, prepare_detector
+    from napari_kinetochores.detection.pipeline import detect_frame
 
-    volume = plugin.volume(job.movie)
-    detector = prepare_detector(volume, plugin.options, plugin.detector())
+    volume, detector = plugin.prepared(job.movie)
     writer = None if job.map_store is None else _map_writer(job.map_store, job.t)
     on_prediction = None
     if writer is not None:
