@@ -419,8 +419,8 @@ def _geometry_table(
     track: np.ndarray,
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Positions, ids, K–K and plate columns of the kinetochores, and the unit sister axes."""
-    centre = plate_values_per_point(frames, plates, PLATE_COLUMNS[1:4])
-    normal = plate_values_per_point(frames, plates, PLATE_COLUMNS[4:7])
+    plate_values = plate_values_per_point(frames, plates, PLATE_COLUMNS[1:])
+    centre, normal = plate_values[:, 0:3], plate_values[:, 3:6]  # PLATE_COLUMNS[1:4], [4:7]
     kk, unit, angle = _sister_geometry(pts, sister_rows(frames, pair), normal)
     table = pd.DataFrame(index=kin.index)
     for c in ("t", "z", "y", "x"):
@@ -438,7 +438,6 @@ def _geometry_table(
     table["kk_distance_um"] = kk
     table["kk_angle_deg"] = angle
     table["plate_distance_um"] = np.sum((pts - centre) * normal, axis=1)
-    plate_values = plate_values_per_point(frames, plates, PLATE_COLUMNS[1:])
     for k, c in enumerate(PLATE_COLUMNS[1:]):
         table[c] = plate_values[:, k]
     table["plate_n_spots"] = np.nan_to_num(table["plate_n_spots"], nan=0).astype(np.int64)
