@@ -202,12 +202,10 @@ class CorrectionSession:
         return message
 
     def _set_table(self, table: pd.DataFrame) -> None:
-        from napari_kinetochores.io import POINT_COLUMNS, UM_COLUMNS
+        from napari_kinetochores._napari.io import table_to_layer_data
 
-        coords = table[list(POINT_COLUMNS)].to_numpy(dtype=float).reshape(-1, 4)
+        coords, features = table_to_layer_data(table)
         self.data = coords if self.ndim == 4 else coords[:, 1:]
-        skip = set(POINT_COLUMNS) | set(UM_COLUMNS)
-        features = table[[c for c in table.columns if c not in skip]].reset_index(drop=True)
         self.features = _with_statuses(features)
 
     # ------------------------------------------------------------------ changes

@@ -270,11 +270,7 @@ def points_layer(
     path
         The CSV the table came from, kept in the layer metadata.
     """
-    from napari_kinetochores.io import POINT_COLUMNS, UM_COLUMNS
-
-    data = table[list(POINT_COLUMNS)].to_numpy(dtype=float).reshape(-1, 4)
-    skip = set(POINT_COLUMNS) | set(UM_COLUMNS)
-    features = table[[c for c in table.columns if c not in skip]].reset_index(drop=True)
+    data, features = table_to_layer_data(table)
     scale = (1.0, 1.0, 1.0, 1.0) if voxel_size_um is None else (1.0, *map(float, voxel_size_um))
     kwargs: dict[str, Any] = {
         "name": name,
@@ -294,6 +290,24 @@ def points_layer(
         colours = REFERENCE_CHANNEL_COLOURS if reference else DETECTION_CHANNEL_COLOURS
         kwargs["border_color"] = channel_colours(features["channel"].to_numpy(), colours)
     return data, kwargs, "points"
+
+
+def table_to_layer_data(table: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
+    """Split a point table into napari Points ``data`` (N, 4) (t, z, y, x) and ``features``.
+
+    Examples
+    --------
+    >>> from napari_kinetochores.io import points_frame
+    >>> data, features = table_to_layer_data(points_frame([[0, 1, 2, 3]], (0.3, 0.13, 0.13)))
+    >>> data.tolist(), list(features.columns)
+    ([[0.0, 1.0, 2.0, 3.0]], [])
+    """
+    from napari_kinetochores.io import POINT_COLUMNS, UM_COLUMNS
+
+    data = table[list(POINT_COLUMNS)].to_numpy(dtype=float).reshape(-1, 4)
+    skip = set(POINT_COLUMNS) | set(UM_COLUMNS)
+    features = table[[c for c in table.columns if c not in skip]].reset_index(drop=True)
+    return data, features
 
 
 def channel_colours(channels: np.ndarray, colours: Sequence[str]) -> np.ndarray:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from napari_kinetochores._napari.io import names_reference
+from napari_kinetochores._napari.io import names_reference, table_to_layer_data
 from napari_kinetochores.errors import InputError
 from napari_kinetochores.io import POINT_COLUMNS, UM_COLUMNS, points_frame, volume_from_array
 
@@ -176,14 +176,6 @@ def points_to_table(layer: Any, voxel_size_um: Any = None) -> pd.DataFrame:
     skip = set(POINT_COLUMNS) | set(UM_COLUMNS)
     extra = {c: features[c].to_numpy() for c in features.columns if c not in skip}
     return points_frame(coords, voxel, **extra)
-
-
-def table_to_layer_data(table: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
-    """Split a point table into napari Points ``data`` (N, 4) and ``features``."""
-    data = table[list(POINT_COLUMNS)].to_numpy(dtype=float).reshape(-1, 4)
-    skip = set(POINT_COLUMNS) | set(UM_COLUMNS)
-    features = table[[c for c in table.columns if c not in skip]].reset_index(drop=True)
-    return data, features
 
 
 def set_points(layer: Any, table: pd.DataFrame) -> None:
