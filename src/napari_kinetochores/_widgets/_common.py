@@ -18,7 +18,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from napari_kinetochores._napari.io import OUT_OF_SLICE_UM, legend_text
-from napari_kinetochores._widgets._layers import default_layer
+from napari_kinetochores._widgets._layers import default_layer, layer_kind
 from napari_kinetochores.errors import InputError
 
 __all__ = [
@@ -148,9 +148,7 @@ class KinetochoreWidget(QWidget):
 
         def choices(_widget: Any) -> list[tuple[str, Any]]:
             return [
-                (layer.name, layer)
-                for layer in self.viewer.layers
-                if layer.__class__.__name__.lower() == kind
+                (layer.name, layer) for layer in self.viewer.layers if layer_kind(layer) == kind
             ]
 
         combo = ComboBox(label=label, choices=choices, nullable=nullable, **kwargs)

@@ -26,7 +26,8 @@ META_KEY = "napari_kinetochores"
 SCALE_RTOL = 1e-4
 
 
-def _layer_kind(layer: Any) -> str:
+def layer_kind(layer: Any) -> str:
+    """The kind of a layer in lower case ("points", "image", …; "nothing" for None)."""
     # __class__ (not type()) sees through napari's PublicOnlyProxy around plugin layers
     return layer.__class__.__name__.lower() if layer is not None else "nothing"
 
@@ -41,9 +42,9 @@ def require_layer(layer: Any, kind: str, role: str) -> Any:
     """
     if layer is None:
         raise InputError(f"choose a {kind} layer for {role}")
-    if _layer_kind(layer) != kind:
+    if layer_kind(layer) != kind:
         raise InputError(
-            f"{role}: layer {layer.name!r} is a {_layer_kind(layer)} layer; a {kind} layer is needed"
+            f"{role}: layer {layer.name!r} is a {layer_kind(layer)} layer; a {kind} layer is needed"
         )
     return layer
 
@@ -78,7 +79,7 @@ def image_voxel_size(layer: Any) -> tuple[float, float, float]:
 
 def n_frames(layer: Any) -> int:
     """Number of time points of an image or points layer (1 for 3D data)."""
-    if _layer_kind(layer) == "image":
+    if layer_kind(layer) == "image":
         return int(layer.data.shape[0]) if layer.ndim == 4 else 1
     if len(layer.data) == 0 or layer.ndim < 4:
         return 1
@@ -237,7 +238,7 @@ def default_layer(layers: Any, kind: str, role: str, exclude: Any = None) -> Any
     candidates = [
         layer
         for layer in reversed(list(layers))
-        if _layer_kind(layer) == kind and layer is not exclude
+        if layer_kind(layer) == kind and layer is not exclude
     ]
     if role == "image":
         return candidates[-1] if candidates else None

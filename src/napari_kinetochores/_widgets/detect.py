@@ -53,6 +53,7 @@ from napari_kinetochores._widgets._common import (
 from napari_kinetochores._widgets._layers import (
     check_same_scale,
     image_voxel_size,
+    layer_kind,
     layers_to_volume,
     n_frames,
     points_to_table,
@@ -371,8 +372,8 @@ class DetectWidget(KinetochoreWidget):
                 f"the detections go to {free!r} (it is left as it is)"
             )
             self.output.value = free
-            if self.layer_named(free) is not None:
-                return self.layer_named(free)
+            if (existing := self.layer_named(free)) is not None:
+                return existing
             name = free
         return self.viewer.add_points(
             np.zeros((0, image.ndim)),
@@ -395,7 +396,7 @@ class DetectWidget(KinetochoreWidget):
     def _reusable(layer: Any, image: Any) -> bool:
         """A points layer this widget made, with the image's dimensions and scale."""
         meta = (layer.metadata or {}).get(META_KEY, {})
-        if layer.__class__.__name__ != "Points" or not isinstance(meta, dict):
+        if layer_kind(layer) != "points" or not isinstance(meta, dict):
             return False
         if meta.get("made_by") != MADE_BY or layer.ndim != image.ndim:
             return False
@@ -416,7 +417,7 @@ class DetectWidget(KinetochoreWidget):
             return
         name = f"{self.output.value.strip() or 'detections'} probability"
         layer = self.layer_named(name)
-        if layer is not None and layer.__class__.__name__ == "Image":
+        if layer_kind(layer) == "image":
             self._probability_layer = layer
         else:
             import dask.array as da

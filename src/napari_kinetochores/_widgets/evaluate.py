@@ -23,7 +23,12 @@ from qtpy.QtWidgets import QAbstractItemView, QTableWidget, QTableWidgetItem
 
 from napari_kinetochores._napari.io import MATCH_COLOURS, META_KEY, marker_style
 from napari_kinetochores._widgets._common import KinetochoreWidget, PlotCanvas
-from napari_kinetochores._widgets._layers import check_same_scale, points_to_table, require_layer
+from napari_kinetochores._widgets._layers import (
+    check_same_scale,
+    layer_kind,
+    points_to_table,
+    require_layer,
+)
 from napari_kinetochores.analysis.matching import (
     DEFAULT_CUTOFF_UM,
     REPORTED_CUTOFFS_UM,
@@ -152,7 +157,7 @@ class EvaluateWidget(KinetochoreWidget):
         features = table[["status", "distance_nm"]].reset_index(drop=True)
         name = f"{pred_layer.name} vs {ref_layer.name}"
         layer = self.layer_named(f"{name}: matches")
-        if layer is None or layer.__class__.__name__ != "Points" or layer.ndim != ndim:
+        if layer_kind(layer) != "points" or layer.ndim != ndim:
             layer = self.viewer.add_points(
                 np.zeros((0, ndim)),
                 ndim=ndim,
@@ -173,7 +178,7 @@ class EvaluateWidget(KinetochoreWidget):
         end = tp[["t", "ref_z", "ref_y", "ref_x"]].to_numpy(float)[:, 4 - ndim :]
         vectors = np.stack([start, end - start], axis=1).reshape(-1, 2, ndim)
         links = self.layer_named(f"{name}: links")
-        if links is None or links.__class__.__name__ != "Vectors" or links.ndim != ndim:
+        if layer_kind(links) != "vectors" or links.ndim != ndim:
             links = self.viewer.add_vectors(
                 np.zeros((0, 2, ndim)),
                 ndim=ndim,

@@ -30,6 +30,7 @@ from napari_kinetochores._widgets._common import KinetochoreWidget
 from napari_kinetochores._widgets._layers import (
     SCALE_RTOL,
     check_same_scale,
+    layer_kind,
     points_to_table,
     require_layer,
     source_path,
@@ -46,7 +47,7 @@ def movie_path(viewer: Any, points: Any) -> Path | None:
     images = [
         layer
         for layer in reversed(list(viewer.layers))
-        if layer.__class__.__name__ == "Image" and source_path(layer) is not None
+        if layer_kind(layer) == "image" and source_path(layer) is not None
     ]
     scale = np.asarray(points.scale[-3:], float)
     same = [i for i in images if np.allclose(i.scale[-3:], scale, rtol=SCALE_RTOL, atol=0)]
