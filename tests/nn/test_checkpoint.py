@@ -57,3 +57,114 @@ def test_checkpoint_errors(tmp_path, tiny_config):
     torch.save(payload, tmp_path / "noconfig.pt")
     with pytest.raises(InputError, match="lacks its model config"):
         load_checkpoint(tmp_path / "noconfig.pt")
+
+
+@pytest.fixture
+def checkpoint_payload(tmp_path, tiny_config):
+    """``(payload, write)``: a valid tiny checkpoint's content and ``write(payload, name)`` to save one."""
+    config = tiny_config()
+    path = save_checkpoint(tmp_path / "m.pt", build_model(config), config, ModelInfo())
+
+    def write(payload: dict, name: str = "edited.pt"):
+        torch.save(payload, tmp_path / name)
+        return tmp_path / name
+
+    return torch.load(path, weights_only=True), write
+
+
+def test_a_huge_network_is_refused_before_it_is_built(checkpoint_payload, monkeypatch):
+    import time
+
+    from napari_kinetochores.nn import checkpoint
+
+    payload, write = checkpoint_payload
+
+    def no_build(config):
+        raise AssertionError("the network was built before the config was checked")
+
+    monkeypatch.setattr(checkpoint, "build_model", no_build)
+    payload["model_config"]["f_maps"] = 65536  # 232 GB of weights if built
+    payload["state_dict"] = {}
+    path = write(payload, "huge.pt")
+    assert path.stat().st_size < 4000
+    start = time.perf_counter()
+    with pytest.raises(InputError, match=r"huge\.pt: .*model_config\.f_maps") as caught:
+        load_checkpoint(path)
+    assert time.perf_counter() - start < 2.0
+    assert "parameters" in str(caught.value)
+    # deep enough to be too large while every width is small
+    payload["model_config"].update(f_maps=64, num_levels=7, pool_kernels=[[1, 2, 2]] * 6)
+    with pytest.raises(InputError, match=r"model_config\.num_levels.*parameters"):
+        load_checkpoint(write(payload))
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "problem"),
+    [
+        ("f_maps", "abc", "an integer"),
+        ("f_maps", 0, ">= 1"),
+        ("num_levels", 40, "between"),
+        ("num_groups", True, "an integer"),
+        ("image_channels", [0, "x"], "integers"),
+        ("detected_channels", [], "1 to"),
+        ("temporal_window", 101, "between"),
+        ("pool_kernels", [[1, 2]], "three integers"),
+        ("layer_order", "xyz", "letters"),
+        ("layer_order", "rcg", "first"),
+    ],
+)
+def test_model_config_fields_are_checked(checkpoint_payload, key, value, problem):
+    payload, write = checkpoint_payload
+    payload["model_config"][key] = value
+    with pytest.raises(InputError, match=rf"edited\.pt: .*model_config\.{key}.*{problem}"):
+        load_checkpoint(write(payload))
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "problem"),
+    [
+        ("voxel_size_um", "abc", ""),
+        ("voxel_size_um", [0.3, -0.1, 0.1], ""),
+        ("noise_units", 0, r"\(0, 1e\+06\]"),
+        ("noise_units", "many", "a number"),
+        ("threshold", float("nan"), "finite"),
+        ("threshold", 1.5, r"\(0, 1\]"),
+        ("min_distance_um", -0.3, r"\(0, 50\]"),
+        ("distance_clip_um", float("inf"), "finite"),
+        ("heatmap_sigma_um", [0.1, 0.1], "1 or 3"),
+        ("percentiles", [99.8, 1.0], "lower"),
+        ("tile_shape", [0, 128, 128], "between"),
+        ("tile_shape", [4096, 4096, 4096], "voxels"),
+        ("normalization", "zscore", "normalisation"),
+        ("training", "notes", "a dict"),
+    ],
+)
+def test_info_fields_are_checked(checkpoint_payload, key, value, problem):
+    payload, write = checkpoint_payload
+    payload["info"][key] = value
+    with pytest.raises(InputError, match=rf"edited\.pt: .*info\.{key}.*{problem}"):
+        load_checkpoint(write(payload))
+
+
+def test_a_malicious_pickle_stays_blocked_without_torch_hint(tmp_path):
+    import os
+
+    from napari_kinetochores.nn.checkpoint import FORMAT
+
+    marker = tmp_path / "code-ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.mkdir, (str(marker),))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"format": FORMAT, "info": Payload()}, path)
+    with pytest.raises(InputError, match=r"evil\.pt: .*not allowed") as caught:
+        load_checkpoint(path)
+    assert not marker.exists()
+    assert "weights_only" not in str(caught.value)
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="corrupt.pt") as caught:
+        load_checkpoint(corrupt)
+    assert "weights_only" not in str(caught.value)
