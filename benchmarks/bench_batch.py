@@ -13,7 +13,8 @@ Usage::
    mean time per frame inside the workers.
 2. Large frame: one zarr frame of 61 × Y × X uint16 (default 61 × 2000 × 2000,
    0.49 GB; above ``--max-frame-voxels``) is detected in tiles with halos by
-   one worker, whose resident memory (RSS, psutil) is sampled every 0.1 s.
+   one worker (a fresh cluster), whose own high-water resident memory (VmHWM,
+   ``benchmarks.common.peak_rss_mb``) is read in the worker afterwards.
    Target: peak RSS per worker < 2 GB.
 
 Results go to ``benchmarks/results/batch.json``.
@@ -27,13 +28,12 @@ import logging
 import os
 import platform
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import VOXEL_UM
+from benchmarks.common import VOXEL_UM, peak_rss_mb, rss_mb
 
 RESULTS = Path(__file__).resolve().parent / "results" / "batch.json"
 
@@ -86,36 +86,6 @@ def make_large_frame(
             np.add.at(block, (idx[:, 0], idx[:, 1], idx[:, 2]), values[ok].astype(np.float32))
         array[0, 0, :, y0 : y0 + block.shape[1], :] = np.clip(block, 0, 65535).astype(np.uint16)
     return path
-
-
-class RssSampler:
-    """Sample the resident memory of some processes in a background thread."""
-
-    def __init__(self, pids: list[int], interval_s: float = 0.1) -> None:
-        import psutil
-
-        self.processes = {pid: psutil.Process(pid) for pid in pids}
-        self.peak = dict.fromkeys(pids, 0)
-        self.interval_s = interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for pid, process in self.processes.items():
-                try:
-                    self.peak[pid] = max(self.peak[pid], process.memory_info().rss)
-                except Exception:  # the process ended
-                    pass
-            time.sleep(self.interval_s)
-
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def start_cluster(n_workers: int):
@@ -192,31 +162,28 @@ def _cpu_seconds() -> float:
 
 
 def large_frame(path: Path, out: Path, max_frame_voxels: int, core_yx: int) -> dict:
-    """Peak worker RSS and time for one large frame processed in tiles by one worker."""
-    import psutil
-
+    """Peak worker RSS (its own VmHWM) and time for one large frame processed in tiles by one worker."""
     from napari_kinetochores.batch import run_batch
     from napari_kinetochores.detection import DetectionOptions
 
     cluster, client = start_cluster(1)
     try:
-        pids = list(client.run(os.getpid).values())
-        idle = {pid: psutil.Process(pid).memory_info().rss for pid in pids}
+        idle = client.run(rss_mb)
         cpu_before = client.run(_cpu_seconds)
-        with RssSampler(pids) as sampler:
-            started = time.perf_counter()
-            result = run_batch(
-                [path],
-                out,
-                DetectionOptions(method="classical"),
-                client=client,
-                progress=False,
-                max_frame_voxels=max_frame_voxels,
-                core_yx=core_yx,
-                echo=lambda m: None,
-            )
-            elapsed = time.perf_counter() - started
+        started = time.perf_counter()
+        result = run_batch(
+            [path],
+            out,
+            DetectionOptions(method="classical"),
+            client=client,
+            progress=False,
+            max_frame_voxels=max_frame_voxels,
+            core_yx=core_yx,
+            echo=lambda m: None,
+        )
+        elapsed = time.perf_counter() - started
         cpu_after = client.run(_cpu_seconds)
+        peak = client.run(peak_rss_mb)
     finally:
         client.close()
         cluster.close()
@@ -232,8 +199,9 @@ def large_frame(path: Path, out: Path, max_frame_voxels: int, core_yx: int) -> d
         "frame_s_in_worker": round(task["seconds"], 2),
         "worker_cpu_s": round(sum(cpu_after[w] - cpu_before[w] for w in cpu_after), 2),
         "wall_s": round(elapsed, 2),
-        "worker_rss_idle_gb": round(max(idle.values()) / 1e9, 3),
-        "worker_rss_peak_gb": round(max(sampler.peak.values()) / 1e9, 3),
+        "worker_rss_idle_gb": round(max(idle.values()) * 2**20 / 1e9, 3),
+        "worker_rss_peak_gb": round(max(peak.values()) * 2**20 / 1e9, 3),
+        "memory": "VmHWM of the worker process",
         "target_peak_gb": 2.0,
     }
 

@@ -153,31 +153,33 @@ def _pooled(tp: float, fp: float, fn: float) -> tuple[float, float, float]:
     return f1, precision, recall
 
 
-def _resample(rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    return rows[rng.integers(0, len(rows), len(rows))]
-
-
-def summarise(scores: list[FrameScore], rng: np.random.Generator) -> dict:
+def summarise(scores: list[FrameScore]) -> dict:
     """Pooled F1, precision, recall with two-level bootstrap 95 % intervals, errors, background FPs."""
+    from benchmarks.common import bootstrap_ci
+
     counts = np.array([[s.tp, s.fp, s.fn] for s in scores], dtype=float)
-    movies = np.array([s.movie for s in scores])
-    groups = [np.flatnonzero(movies == m) for m in np.unique(movies)]
-    resampled = np.empty((N_BOOTSTRAP, 3))
-    for b in range(N_BOOTSTRAP):
-        movies_drawn = rng.integers(0, len(groups), len(groups))
-        rows = np.concatenate([_resample(groups[m], rng) for m in movies_drawn])
-        resampled[b] = _pooled(*counts[rows].sum(axis=0))
-    low, high = np.percentile(resampled, [2.5, 97.5], axis=0)
+    frames = [
+        {
+            "movie": s.movie,
+            "tp": s.tp,
+            "n_pred": s.tp + s.fp,
+            "n_gt": s.tp + s.fn,
+            "errors_nm": s.errors_nm,
+        }
+        for s in scores
+    ]
+    ci = bootstrap_ci(frames, N_BOOTSTRAP)
     f1, precision, recall = _pooled(*counts.sum(axis=0))
     errors = np.concatenate([s.errors_nm for s in scores])
     return {
         "f1": round(f1, 4),
-        "f1_ci95": [round(low[0], 4), round(high[0], 4)],
+        "f1_ci95": ci["f1"],
         "precision": round(precision, 4),
-        "precision_ci95": [round(low[1], 4), round(high[1], 4)],
+        "precision_ci95": ci["precision"],
         "recall": round(recall, 4),
-        "recall_ci95": [round(low[2], 4), round(high[2], 4)],
+        "recall_ci95": ci["recall"],
         "median_error_nm": round(float(np.median(errors)), 1) if errors.size else None,
+        "median_error_nm_ci95": ci["median_nm"],
         "tp": int(counts[:, 0].sum()),
         "fp": int(counts[:, 1].sum()),
         "fn": int(counts[:, 2].sum()),
@@ -222,7 +224,7 @@ def run_condition(index: int, spec: MovieSpec, n_movies: int, methods: dict) -> 
             detections, caught = detect(movie, options)
             messages.update(caught)
             scores.extend(score_movie(movie, detections, k))
-        summary = summarise(scores, np.random.default_rng(index))
+        summary = summarise(scores)
         summary["seconds"] = round(time.perf_counter() - start, 1)
         summary["warnings"] = sorted(messages)
         out["methods"][name] = summary

@@ -11,6 +11,12 @@
   threshold, counts pooled over frames and movies.
 - :func:`big_frame` and :func:`run_speed`: time and peak memory of one large
   frame, in a fresh process.
+- :func:`peak_rss_mb` and :func:`rss_mb`: a process's own memory high-water
+  mark (VmHWM) and current resident size (VmRSS), the one way every
+  benchmark measures memory.
+- :func:`frame_counts` and :func:`bootstrap_ci`: per-frame matching counts,
+  and 95 % intervals of pooled F1 and median error from a two-level
+  bootstrap over movies, then frames.
 - :func:`num`, :func:`seconds`, :func:`table`, :func:`bold_best`: numbers and
   markdown tables for the reports.
 
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import resource
 import subprocess
 import sys
 import zlib
@@ -269,6 +276,112 @@ def evaluate_method(
     }
 
 
+def frame_counts(found: np.ndarray, truth: np.ndarray, voxel_size_um, movie: int) -> dict:
+    """Matching counts of one frame, the unit :func:`bootstrap_ci` resamples.
+
+    Parameters
+    ----------
+    found, truth
+        (N, 3) and (M, 3) coordinates (z, y, x) in voxels.
+    voxel_size_um
+        (z, y, x) in µm.
+    movie
+        Index of the movie the frame belongs to (the outer bootstrap level).
+
+    Returns
+    -------
+    dict
+        ``movie``, ``tp`` (at 0.3 µm), ``tp15`` (at 0.15 µm), ``n_pred``,
+        ``n_gt`` and ``errors_nm``: the 3D distances of the matched pairs
+        at 0.3 µm in nm (one decimal).
+
+    Examples
+    --------
+    >>> truth = np.array([[5.0, 5.0, 5.0], [5.0, 30.0, 30.0]])
+    >>> counts = frame_counts(truth[:1] + (0, 0.5, 0), truth, (0.3, 0.13, 0.13), movie=0)
+    >>> counts["tp"], counts["n_pred"], counts["n_gt"], counts["errors_nm"]
+    (1, 1, 2, [65.0])
+    """
+    from napari_kinetochores.analysis.matching import match_points
+
+    result = match_points(found, truth, voxel_size_um, CUTOFF_UM)
+    tp15 = match_points(found, truth, voxel_size_um, 0.15).tp
+    return {
+        "movie": int(movie),
+        "tp": int(result.tp),
+        "tp15": int(tp15),
+        "n_pred": int(result.n_pred),
+        "n_gt": int(result.n_gt),
+        "errors_nm": [round(float(d) * 1000, 1) for d in result.distances_um],
+    }
+
+
+def bootstrap_ci(
+    frames: Sequence[dict], n_resamples: int = 2000, seed: int = 0
+) -> dict[str, list[float] | None]:
+    """95 % percentile intervals of pooled F1, precision, recall and median error (two-level bootstrap).
+
+    Each resample draws the movies with replacement, then, within each drawn
+    movie, its frames with replacement; F1 = 2 TP / (predictions + true
+    spots), precision, recall and the median error pool the drawn frames, as
+    the point estimates do.
+
+    Parameters
+    ----------
+    frames
+        Per frame, a dict with ``movie``, ``tp``, ``n_pred``, ``n_gt`` and
+        (optionally) ``errors_nm`` (see :func:`frame_counts`).
+    n_resamples, seed
+        Bootstrap resamples, and the seed of their generator (fixed, so
+        the report regenerates the same intervals).
+
+    Returns
+    -------
+    dict
+        ``{"f1": [low, high], "precision": [...], "recall": [...],
+        "median_nm": [low, high] or None}`` (None without matched pairs).
+
+    Examples
+    --------
+    >>> frames = [
+    ...     {"movie": m, "tp": tp, "n_pred": 40, "n_gt": 40, "errors_nm": [30.0, 40.0]}
+    ...     for m, tp in [(0, 38), (0, 36), (1, 40), (1, 39)]
+    ... ]
+    >>> ci = bootstrap_ci(frames, n_resamples=200)
+    >>> ci["f1"][0] < 0.956 < ci["f1"][1], ci["median_nm"]
+    (True, [35.0, 35.0])
+    """
+    rng = np.random.default_rng(seed)
+    counts = np.array([[f["tp"], f["n_pred"], f["n_gt"]] for f in frames], dtype=float)
+    errors = [np.asarray(f.get("errors_nm", []), float) for f in frames]
+    movies = np.array([f["movie"] for f in frames])
+    groups = [np.flatnonzero(movies == m) for m in np.unique(movies)]
+    rates = np.empty((n_resamples, 3))
+    median = np.full(n_resamples, np.nan)
+    for b in range(n_resamples):
+        drawn = [groups[m] for m in rng.integers(0, len(groups), len(groups))]
+        rows = np.concatenate([g[rng.integers(0, len(g), len(g))] for g in drawn])
+        tp, n_pred, n_gt = counts[rows].sum(axis=0)
+        rates[b] = (
+            2 * tp / (n_pred + n_gt) if n_pred + n_gt else 1.0,
+            tp / n_pred if n_pred else 1.0,
+            tp / n_gt if n_gt else 1.0,
+        )
+        pooled = np.concatenate([errors[r] for r in rows])
+        if pooled.size:
+            median[b] = np.median(pooled)
+    low, high = np.percentile(rates, [2.5, 97.5], axis=0)
+    finite = median[np.isfinite(median)]
+    out: dict[str, list[float] | None] = {
+        key: [round(float(low[k]), 4), round(float(high[k]), 4)]
+        for k, key in enumerate(("f1", "precision", "recall"))
+    }
+    out["median_nm"] = (
+        [round(float(v), 1) for v in np.percentile(finite, [2.5, 97.5])] if finite.size else None
+    )
+    return out
+
+
 # ----------------------------------------------------------------------------- threshold sweeps
 
 
@@ -342,17 +455,61 @@ def threshold_sweep(
     return out
 
 
+# ----------------------------------------------------------------------------- memory
+
+
+def _proc_status_mb(field: str) -> float | None:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def peak_rss_mb() -> float:
+    """This process's own high-water resident memory in MB: VmHWM on Linux.
+
+    Not ``ru_maxrss``: Linux carries it over ``fork`` + ``exec``, so a
+    subprocess started by a 1 GB benchmark driver reports at least 1 GB
+    whatever it used; VmHWM starts afresh with the process's own memory.
+    Elsewhere (no /proc) falls back to ``ru_maxrss``.
+
+    Examples
+    --------
+    >>> peak_rss_mb() >= rss_mb() > 0
+    True
+    """
+    value = _proc_status_mb("VmHWM")
+    if value is not None:
+        return value
+    scale = 1024 * 1024 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
+
+
+def rss_mb() -> float:
+    """This process's resident memory now, in MB (VmRSS; psutil where there is no /proc)."""
+    value = _proc_status_mb("VmRSS")
+    if value is not None:
+        return value
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
 # ----------------------------------------------------------------------------- speed
 
 SPEED_SNIPPET = r"""
-import json, resource, time
+import json, time
 import numpy as np
-from benchmarks.common import big_frame
+from benchmarks.common import big_frame, peak_rss_mb
 from napari_kinetochores.detection import DetectionOptions, detect_movie
 from napari_kinetochores.io import volume_from_array
 frame, truth = big_frame({kind!r})
 volume = volume_from_array(frame, {voxel!r}, path="big frame ({kind})")
-rss_before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the frame itself, imports
+rss_before_mb = peak_rss_mb()  # the frame itself, imports
 options = DetectionOptions(method={method!r}, model={model!r}, tile_shape={tile!r}, **{options!r})
 timings = {{}}
 if {method!r} == "unet":
@@ -390,7 +547,7 @@ match = match_points(coords, truth, {voxel!r}, 0.3)
 print(json.dumps({{"seconds": seconds, "n": len(coords), "timings": timings, "f1@0.3": match.f1,
                   "tp": match.tp, "n_true": len(truth),
                   "rss_before_mb": rss_before_mb,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **extra}}))
+                  "peak_rss_mb": peak_rss_mb(), "memory": "VmHWM", **extra}}))
 """
 
 

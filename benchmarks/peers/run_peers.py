@@ -24,8 +24,8 @@ Speed and scaling
     rotates between repeats), median of ``--repeats`` runs, with warm
     processes (one warm-up call first).
 Peak memory
-    ru_maxrss of a fresh worker per method that runs the largest scaling frame
-    once (with the RSS after loading, to separate the library's own weight).
+    The own high-water mark (VmHWM, ``benchmarks.common.peak_rss_mb``) of a
+    fresh worker per method that runs the largest scaling frame once (with the RSS after loading, to separate the library's own weight).
 Real data
     The spotMAX yeast stack (no ground truth): agreement (our matching, F1
     at 0.3 µm) with spotMAX's own prediction (connected-component centroids

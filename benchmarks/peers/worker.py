@@ -13,7 +13,8 @@ Requests (one JSON object per line; the answer is one JSON line)::
     {"op": "time", "frame": "f.npy", "voxel": [...], "repeats": 1, "out": "d.npz"}
     {"op": "quit"}
 
-Every answer carries ``rss_mb`` (now) and ``peak_rss_mb`` (ru_maxrss so far).
+Every answer carries ``rss_mb`` (now) and ``peak_rss_mb`` (the process's own
+high-water mark, VmHWM: :func:`benchmarks.common.peak_rss_mb`).
 
 Usage (from the repository root)::
 
@@ -26,7 +27,6 @@ import argparse
 import contextlib
 import json
 import os
-import resource
 import sys
 import time
 import traceback
@@ -34,32 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import peak_rss_mb, rss_mb
 from benchmarks.peers.detectors import make_detector
-
-
-def rss_mb() -> float:
-    """Resident set size of this process now, in MB."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def peak_rss_mb() -> float:
-    """High-water RSS of this process: VmHWM on Linux.
-
-    Not ``ru_maxrss``: Linux carries it over ``fork`` + ``exec``, so a worker
-    started by a 1 GB benchmark driver reported 1 GB whatever it used.
-    """
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def accuracy(detector, request: dict) -> dict:
