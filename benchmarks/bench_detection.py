@@ -29,6 +29,7 @@ import numpy as np
 
 from benchmarks.common import (
     CONDITIONS,
+    TRAINING_DISTRIBUTION,
     evaluate_method,
     make_movies,
     run_speed,
@@ -179,6 +180,7 @@ def main() -> int:
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, {os.cpu_count()} cores",
         "n_movies_per_condition": n_movies,
+        "training_distribution": TRAINING_DISTRIBUTION,
     }
     if not args.skip_accuracy:
         results.update(measure_accuracy(models, n_movies, args.quick))
@@ -193,7 +195,7 @@ def main() -> int:
     if (args.skip_accuracy or args.skip_speed) and args.output.exists():
         # a partial run keeps the other part of the previous results
         previous = json.loads(args.output.read_text())
-        kept = ("accuracy", "threshold_sweep", "n_movies_per_condition")
+        kept = ("accuracy", "threshold_sweep", "n_movies_per_condition", "training_distribution")
         for key in kept if args.skip_accuracy else ("speed",):
             if key in previous:
                 results[key] = previous[key]

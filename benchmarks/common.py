@@ -64,6 +64,23 @@ CONDITIONS = {
 """Held-out conditions: ``SimulationParams`` fields, the SNR by level name; ``foreign``
 renders the simulated positions with :func:`foreign_render` instead."""
 
+TRAINING_DISTRIBUTION = {
+    "very_low SNR": "inside",
+    "low SNR": "inside",
+    "moderate SNR": "inside",
+    "high SNR": "inside",
+    "low SNR + clutter": "inside",
+    "moderate, dense (40 pairs)": "inside",
+    "moderate, Moffat PSF + EMCCD": "inside",
+    "moderate, wide PSF": "inside (xy sigma at the +30 % edge)",
+    "moderate, foreign renderer": "outside",
+    "low, foreign renderer": "outside",
+}
+"""Whether each of :data:`CONDITIONS` lies inside the UNets' training distribution
+(``napari_kinetochores.simulate.sample_params``: SNR very_low..high, 5..46 pairs,
+1..8 clutter blobs at 0.3..1.5 × the spot peak, Moffat in 35 %, EMCCD in 30 %, PSF
+sigma ±30 %); the foreign renderer is not our simulator."""
+
 
 # ----------------------------------------------------------------------------- movies
 
@@ -235,19 +252,17 @@ def evaluate_method(
     Returns
     -------
     dict or None
-        F1 at 0.3 and 0.15 µm, precision and recall at 0.3 µm (counts summed
-        over the movies), and the median over the movies of their median and
-        95th-percentile errors (nm). None when a UNet needs more channels
-        than the movies have.
+        :func:`pooled_accuracy` of the movies' frames: F1 at 0.3 and 0.15 µm,
+        precision and recall at 0.3 µm (counts summed over the frames), the
+        median and 95th-percentile error (nm) of all matched pairs, 95 %
+        bootstrap intervals (``ci95``) and the per-frame counts (``frames``).
+        None when a UNet needs more channels than the movies have.
     """
-    import pandas as pd
-
-    from napari_kinetochores.analysis.matching import evaluate_points
     from napari_kinetochores.detection import DetectionOptions, detect_movie
 
     chosen = DetectionOptions(method=method, model=model, **options)
-    rows = []
-    for volume, truth in movies:
+    frames = []
+    for k, (volume, truth) in enumerate(movies):
         needs_two = method == "unet" and model is not None and model_channels(model) > 1
         if needs_two and volume.n_channels < 2:
             return None
@@ -261,18 +276,33 @@ def evaluate_method(
             progress=False,
             on_prediction=None if kept is None else (lambda t, p, kept=kept: kept.append(p)),
         )
-        rows.append(evaluate_points(detections, truth, volume.voxel_size_um).overall)
-    frame = pd.DataFrame(rows)
-    tp = frame["tp@0.3"].sum()
-    n_pred, n_gt = frame["n_pred"].sum(), frame["n_gt"].sum()
-    tp15 = frame["tp@0.15"].sum()
+        for t in range(volume.n_frames):
+            found = detections[detections["t"] == t][["z", "y", "x"]].to_numpy()
+            frames.append(frame_counts(found, true_spots(truth, t), volume.voxel_size_um, k))
+    return pooled_accuracy(frames)
+
+
+def pooled_accuracy(frames: list[dict]) -> dict:
+    """Pooled metrics of per-frame counts (:func:`frame_counts`), their intervals and the counts.
+
+    F1 at 0.3 and 0.15 µm, precision and recall at 0.3 µm (counts summed
+    over frames), median and 95th-percentile error (nm) of all matched pairs,
+    ``ci95`` from :func:`bootstrap_ci`, and ``frames`` itself.
+    """
+    tp = sum(f["tp"] for f in frames)
+    tp15 = sum(f["tp15"] for f in frames)
+    n_pred = sum(f["n_pred"] for f in frames)
+    n_gt = sum(f["n_gt"] for f in frames)
+    errors = np.concatenate([np.asarray(f["errors_nm"], float) for f in frames] + [np.zeros(0)])
     return {
-        "f1@0.3": 2 * tp / (n_pred + n_gt),
-        "f1@0.15": 2 * tp15 / (n_pred + n_gt),
+        "f1@0.3": 2 * tp / max(n_pred + n_gt, 1),
+        "f1@0.15": 2 * tp15 / max(n_pred + n_gt, 1),
         "precision@0.3": tp / max(n_pred, 1),
         "recall@0.3": tp / max(n_gt, 1),
-        "median_nm": float(np.nanmedian(frame["median_nm"])),
-        "p95_nm": float(np.nanmedian(frame["p95_nm"])),
+        "median_nm": float(np.median(errors)) if errors.size else None,
+        "p95_nm": float(np.percentile(errors, 95)) if errors.size else None,
+        "ci95": bootstrap_ci(frames),
+        "frames": frames,
     }
 
 
