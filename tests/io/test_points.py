@@ -17,6 +17,7 @@ from napari_kinetochores.io import (
     UM_COLUMNS,
     points_frame,
     read_points,
+    write_csv,
     write_points,
 )
 
@@ -312,3 +313,94 @@ def test_bad_pair_id(tmp_path):
     path = tmp_path / "pairs.csv"
     path.write_text("t,z,y,x,pair_id\n0,1,2,3,\n0,1,2,3,abc\n")
     _raises(path, "pair_id.*row 2", voxel_size_um=VOXEL)
+
+
+@pytest.mark.parametrize(
+    ("column", "row"),
+    [("channel", "0,1,2,3,zero"), ("t", "one,1,2,3,0"), ("score", "0,1,2,3,0,high")],
+)
+def test_non_numeric_channel_t_or_score_names_file_line_and_column(tmp_path, column, row):
+    path = tmp_path / "cells.csv"
+    header = "t,z,y,x,channel" + (",score" if column == "score" else "")
+    good = "0,1,2,3,0" + (",0.5" if column == "score" else "")
+    path.write_text(f"{header}\n{good}\n{good}\n{row}\n")
+    bad = row.split(",")[header.split(",").index(column)]
+    _raises(
+        path,
+        rf"column '{column}' is not numeric: data row 3 \(line 4\) holds '{bad}'",
+        voxel_size_um=VOXEL,
+    )
+
+
+def test_bad_cell_line_counts_blank_lines_and_multiline_cells(tmp_path):
+    path = tmp_path / "blank.csv"
+    path.write_text('t,z,y,x,note\n\n0,1,2,3,"two\nlines"\n   \n0,1,2,oops,ok\n')
+    _raises(path, r"column 'x' is not numeric: data row 2 \(line 6\)", voxel_size_um=VOXEL)
+
+
+@pytest.mark.parametrize(
+    ("cells", "match"),
+    [
+        ("0.5,1,2,3,0", r"'t'.*whole frame number.*line 2"),
+        ("-1,1,2,3,0", r"'t'.*line 2.*-1"),
+        ("0,1,2,3,1.5", r"'channel'.*whole number.*line 2"),
+        ("0,1,2,3,-2", r"'channel'.*line 2"),
+        ("0,1,2,3,", r"'channel' has a missing.*line 2"),
+    ],
+)
+def test_t_and_channel_must_be_whole_non_negative_numbers(tmp_path, cells, match):
+    path = tmp_path / "whole.csv"
+    path.write_text(f"t,z,y,x,channel\n{cells}\n")
+    _raises(path, match, voxel_size_um=VOXEL)
+
+
+@pytest.mark.parametrize("value", ["1e308", "-2e6", "inf", "-Infinity"])
+def test_absurd_or_infinite_coordinates_are_refused(tmp_path, value):
+    path = tmp_path / "far.csv"
+    path.write_text(f"t,z,y,x\n0,1,2,3\n0,1,2,{value}\n")
+    _raises(path, r"column 'x'.*data row 2 \(line 3\)", voxel_size_um=VOXEL)
+
+
+def test_absurd_physical_coordinates_are_refused(tmp_path):
+    path = tmp_path / "um.csv"
+    path.write_text("t,z_um,y_um,x_um\n0,1,2,3e9\n")
+    _raises(path, r"column 'x_um'.*line 2", voxel_size_um=VOXEL)
+    path.write_text("t,z_um,y_um,x_um\n0,1,2,9e5\n")  # 9e5 µm / 0.13 µm > 1e6 voxels
+    _raises(path, r"'x_um'.*voxels.*line 2", voxel_size_um=VOXEL)
+
+
+def test_valid_channel_and_t_read_as_numbers(tmp_path):
+    path = tmp_path / "ok.csv"
+    path.write_text("t,z,y,x,channel,score\n2,1,2,3,1,\n0.0,-1.5,2,3,0,0.25\n")
+    df = read_points(path, voxel_size_um=VOXEL)
+    assert df.channel.tolist() == [1, 0] and df.channel.dtype == np.int64
+    assert df.t.tolist() == [2.0, 0.0]
+    assert np.isnan(df.score[0]) and df.score[1] == 0.25
+
+
+# --------------------------------------------------------------------------- CSV injection
+
+FORMULAS = ["=1+2", "+cmd|' /C calc'!A0", "@SUM(A1)", "\tx", "\rx", "-x", "-", "'=q", "''+y"]
+PLAIN = ["-1", "-0.5", "ok", "", "a=b", "'quoted"]
+
+
+def test_text_cells_that_a_spreadsheet_runs_are_neutralised(tmp_path):
+    values = FORMULAS + PLAIN
+    n = len(values)
+    coords = np.column_stack([np.zeros(n), np.full(n, -1.5), np.arange(n), np.arange(n)])
+    df = points_frame(coords, VOXEL, status=values, note=values[::-1], score=np.linspace(-1, 1, n))
+    df["=HYPERLINK(1)"] = values
+    path = write_points(tmp_path / "p.csv", df, VOXEL)
+    raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    for cell, value in zip(raw["status"], values, strict=True):
+        assert cell == ("'" + value if value in FORMULAS else value)
+    assert "'=HYPERLINK(1)" in raw.columns
+    assert raw["z"].tolist() == ["-1.5"] * n  # numeric columns untouched
+    assert raw["score"].iloc[0] == "-1.0"
+    back = read_points(path)
+    pd.testing.assert_frame_equal(back.fillna(""), df.fillna(""), check_dtype=False)
+
+
+def test_write_csv_neutralises_any_table(tmp_path):
+    path = write_csv(tmp_path / "plates.csv", pd.DataFrame({"t": [0, 1], "label": ["=1", "b"]}))
+    assert path.read_text().splitlines() == ["t,label", "0,'=1", "1,b"]

@@ -18,13 +18,27 @@ columns. ``pair_id`` and ``track_id`` are integers, -1 where missing.
   ``pair_id = NN``. ``;`` or tab separators and a leading unnamed index
   column are tolerated.
 * ``x_px, y_px, z_px`` with an optional ``t`` column.
+
+Every number is checked on reading, and a bad cell is an
+:class:`~napari_kinetochores.errors.InputError` that names the file, the
+column and the line as a spreadsheet numbers it (the header is line 1); no
+row is ever dropped. Coordinates must be finite and within
+±1e6 (:data:`MAX_ABS_COORDINATE`; voxels, and µm for ``*_um``); ``t`` holds whole
+frame numbers ≥ 0; ``channel`` whole numbers ≥ 0 in every row; ``score`` numbers
+(empty allowed); ``pair_id``/``track_id`` integers (empty = -1).
+
+Every CSV written by the package goes through :func:`write_csv`, which
+neutralises text cells (and column names) that a spreadsheet would run as a
+formula (OWASP "CSV injection"): a cell starting with ``=``, ``+``, ``@``,
+tab, carriage return, or ``-`` not followed by a digit or ``.`` gets a leading
+``'``. :func:`read_points` removes that quote again, so a round trip is
+lossless. Numeric columns are never touched.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import os
 import re
 import warnings
 from collections.abc import Sequence
@@ -36,10 +50,12 @@ import pandas as pd
 
 from napari_kinetochores import DEFAULT_VOXEL_SIZE_UM
 from napari_kinetochores.errors import InputError
-from napari_kinetochores.io.volumes import temp_path_beside, validate_voxel_size
+from napari_kinetochores.io.atomic import atomic_output
+from napari_kinetochores.io.volumes import validate_voxel_size
 
 __all__ = [
     "INT_COLUMNS",
+    "MAX_ABS_COORDINATE",
     "OPTIONAL_COLUMNS",
     "POINT_COLUMNS",
     "UM_COLUMNS",
@@ -53,6 +69,9 @@ POINT_COLUMNS: tuple[str, ...] = ("t", "z", "y", "x")
 UM_COLUMNS: tuple[str, ...] = ("z_um", "y_um", "x_um")
 OPTIONAL_COLUMNS: tuple[str, ...] = ("channel", "score", "status", "pair_id", "track_id")
 INT_COLUMNS: tuple[str, ...] = ("pair_id", "track_id")
+#: Largest accepted |coordinate|, in voxels (and in µm for ``*_um``): a larger
+#: value is a unit or export error, and napari cannot draw it.
+MAX_ABS_COORDINATE = 1e6
 
 
 # --------------------------------------------------------------------------- build
@@ -64,15 +83,19 @@ def _order(df: pd.DataFrame) -> pd.DataFrame:
     return df[head + rest]
 
 
-def _as_int_ids(values: Any, name: str, path: Path | None = None) -> np.ndarray:
-    s = pd.Series(values)
+def _as_int_ids(values: Any, name: str, path: Path | None = None, where: Any = None) -> np.ndarray:
+    """Integer ids (-1 where empty); ``where(i)`` names data row ``i`` in an error."""
+    s = pd.Series(values).reset_index(drop=True)
     num = pd.to_numeric(s, errors="coerce")
     bad = num.isna() & s.notna() & (s.astype(str).str.strip() != "")
+    numbers = num.to_numpy(dtype=float)
+    with np.errstate(invalid="ignore"):
+        bad |= ~np.isnan(numbers) & ~(np.abs(numbers - np.round(numbers)) <= 1e-6)
+        bad |= np.abs(numbers) > 2**53
     if bad.any():
-        i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise InputError(
-            f"column {name!r} is not an integer at data row {i + 1}: {s.iloc[i]!r}", path
-        )
+        i = _first(bad)
+        at = f"data row {i + 1}" if where is None else where(i)
+        raise InputError(f"column {name!r} is not an integer at {at}: {_shown(s.iloc[i])}", path)
     return num.fillna(-1).round().astype(np.int64).to_numpy()
 
 
@@ -244,38 +267,181 @@ def _sniff_sep(header: str) -> str:
     return best
 
 
-def _numeric(df: pd.DataFrame, col: str, path: Path, sep: str) -> np.ndarray:
-    s = df[col]
-    num = pd.to_numeric(s, errors="coerce")
-    bad = num.isna() & s.notna()
-    if (
-        bad.any() and sep == ";" and not pd.api.types.is_numeric_dtype(s)
-    ):  # decimal comma (European exports)
-        alt = pd.to_numeric(s.astype(str).str.replace(",", ".", regex=False), errors="coerce")
-        if not (alt.isna() & s.notna()).any():
-            num, bad = alt, alt.isna() & s.notna()
-    if bad.any():
-        i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise InputError(
-            f"column {col!r} is not numeric: data row {i + 1} (line {i + 2}) holds {s.iloc[i]!r}",
-            path,
-        )
-    values = num.to_numpy(dtype=float)
-    nonfinite = ~np.isfinite(values)
-    if nonfinite.any():
-        i = int(np.flatnonzero(nonfinite)[0])
-        raise InputError(
-            f"column {col!r} has a missing (NaN) or infinite coordinate at data row {i + 1} "
-            f"(line {i + 2})",
-            path,
-        )
-    return values
+_FORMULA_START = re.compile(r"'*(?:[=+@\t\r]|-(?![\d.]))")
+
+
+def _neutralise(cell: Any) -> Any:
+    """A text cell with a leading ``'`` if a spreadsheet would run it as a formula.
+
+    Cells that start with quotes before such a character get one more, so that
+    :func:`_restore` is its exact inverse.
+
+    Examples
+    --------
+    >>> [_neutralise(c) for c in ("=1+2", "-x", "-1", "'=q", "ok", 3)]
+    ["'=1+2", "'-x", '-1', "''=q", 'ok', 3]
+    """
+    if isinstance(cell, str) and _FORMULA_START.match(cell):
+        return "'" + cell
+    return cell
+
+
+def _restore(cell: Any) -> Any:
+    """The cell :func:`_neutralise` was given: one leading ``'`` removed where it added one.
+
+    >>> [_restore(c) for c in ("'=1+2", "''=q", "'quoted", "-1")]
+    ['=1+2', "'=q", "'quoted", '-1']
+    """
+    if isinstance(cell, str) and cell.startswith("'") and _FORMULA_START.match(cell[1:]):
+        return cell[1:]
+    return cell
+
+
+def _is_text(values: pd.Series) -> bool:
+    return values.dtype == object or isinstance(values.dtype, pd.StringDtype)
+
+
+def _text_cells(table: pd.DataFrame, change: Any) -> pd.DataFrame:
+    """``table`` with ``change`` applied to its column names and the cells of its text columns."""
+    table = table.copy()
+    for k in range(table.shape[1]):
+        if _is_text(table.iloc[:, k]):
+            table.isetitem(k, table.iloc[:, k].map(change))
+    table.columns = [change(c) for c in table.columns]
+    return table
+
+
+def _line_end(table: pd.DataFrame) -> str:
+    """``"\\n"``, or ``"\\r\\n"`` (RFC 4180) when a cell holds a carriage return.
+
+    pandas quotes a cell only when it holds a character of the line end; a
+    lone ``\\r`` left unquoted would split the row when read back.
+    """
+    cells = [table.iloc[:, k] for k in range(table.shape[1]) if _is_text(table.iloc[:, k])]
+    has_cr = any(s.map(lambda v: isinstance(v, str) and "\r" in v).any() for s in cells)
+    return "\r\n" if has_cr or any("\r" in str(c) for c in table.columns) else "\n"
+
+
+def _record_lines(text: str, sep: str, n_rows: int) -> np.ndarray:
+    """The line (1-based, the header is line 1) on which each of the ``n_rows`` data rows starts.
+
+    Blank lines, which pandas skips, and quoted cells that span lines are
+    counted, so the number is the row a spreadsheet shows.
+    """
+    starts: list[int] = []
+    try:
+        reader = csv.reader(io.StringIO(text), delimiter=sep)
+        previous = 0
+        for record in reader:
+            if record and not (len(record) == 1 and not record[0].strip()):
+                starts.append(previous + 1)
+            previous = reader.line_num
+    except csv.Error:
+        starts = []
+    if len(starts) != n_rows + 1:  # the two parsers disagree: count rows plainly
+        return np.arange(n_rows) + 2
+    return np.asarray(starts[1:])
+
+
+def _first(mask: Any) -> int:
+    return int(np.flatnonzero(np.asarray(mask))[0])
+
+
+def _shown(cell: Any) -> str:
+    if isinstance(cell, str):
+        return repr(cell if len(cell) <= 40 else cell[:40] + "…")
+    try:
+        return f"{float(cell):g}"
+    except (TypeError, ValueError):
+        return repr(cell)
+
+
+class _Cells:
+    """A CSV table as read, and how to name one of its cells in an error message."""
+
+    def __init__(self, df: pd.DataFrame, path: Path, text: str, sep: str) -> None:
+        self.df, self.path, self.text, self.sep = df, path, text, sep
+        self._lines: np.ndarray | None = None
+
+    def where(self, i: int) -> str:
+        """``data row N (line L)`` for data row ``i`` (0-based); L as a spreadsheet shows it."""
+        if self._lines is None:
+            self._lines = _record_lines(self.text, self.sep, len(self.df))
+        return f"data row {i + 1} (line {int(self._lines[i])})"
+
+    def fail(self, col: str, i: int, problem: str) -> InputError:
+        cell = self.df[col].iloc[i]
+        holds = "" if pd.isna(cell) else f" holds {_shown(cell)}"
+        return InputError(f"column {col!r} {problem}: {self.where(i)}{holds}", self.path)
+
+    def numbers(self, col: str, *, missing_ok: bool = False, position: bool = False) -> np.ndarray:
+        """Column ``col`` as floats; raise on text, missing (unless ``missing_ok``) or inf.
+
+        ``position``: also refuse values beyond ±:data:`MAX_ABS_COORDINATE`.
+        """
+        s = self.df[col]
+        num = pd.to_numeric(s, errors="coerce")
+        bad = num.isna() & s.notna()
+        if bad.any() and self.sep == ";" and not pd.api.types.is_numeric_dtype(s):
+            alt = pd.to_numeric(s.astype(str).str.replace(",", ".", regex=False), errors="coerce")
+            if not (alt.isna() & s.notna()).any():  # decimal comma (European exports)
+                num, bad = alt, alt.isna() & s.notna()
+        if bad.any():
+            raise self.fail(col, _first(bad), "is not numeric")
+        values = num.to_numpy(dtype=float)
+        if not missing_ok and np.isnan(values).any():
+            raise self.fail(col, _first(np.isnan(values)), "has a missing (NaN) value")
+        if np.isinf(values).any():
+            raise self.fail(col, _first(np.isinf(values)), "has an infinite value")
+        if position:
+            self.check_position(col, values)
+        return values
+
+    def check_position(self, col: str, values: np.ndarray, unit: str = "") -> None:
+        """Raise if a coordinate from ``col`` is beyond ±:data:`MAX_ABS_COORDINATE` ``unit``."""
+        far = np.abs(values) > MAX_ABS_COORDINATE
+        if far.any():
+            raise self.fail(
+                col,
+                _first(far),
+                f"is beyond ±{MAX_ABS_COORDINATE:g}{unit}, not a position in an image "
+                "(a unit or export error?)",
+            )
+
+    def whole_numbers(self, col: str, meaning: str) -> np.ndarray:
+        """Column ``col`` as whole numbers ≥ 0 (as floats), or an error saying ``meaning``."""
+        values = self.numbers(col)
+        off = (values < 0) | (np.abs(values - np.round(values)) > 1e-6)
+        off |= values > MAX_ABS_COORDINATE
+        if off.any():
+            raise self.fail(col, _first(off), f"must hold {meaning}")
+        return np.round(values)
 
 
 def _drop_index_column(df: pd.DataFrame) -> pd.DataFrame:
     if len(df.columns) and re.fullmatch(r"(Unnamed: 0)?", str(df.columns[0])):
         return df.drop(columns=df.columns[0])
     return df
+
+
+def _read_cells(path: Path) -> _Cells:
+    """The file parsed as a table: headers stripped, neutralised formulas restored."""
+    if not path.exists():
+        raise InputError("file not found", path)
+    if path.is_dir():
+        raise InputError("is a folder, not a CSV file", path)
+    text = _decode(path.read_bytes())
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        raise InputError("the file is empty", path)
+    sep = _sniff_sep(lines[0])
+    try:
+        df = pd.read_csv(io.StringIO(text), sep=sep, skipinitialspace=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, csv.Error) as err:
+        raise InputError(f"cannot parse the CSV table: {err}", path) from err
+    df.columns = [str(c).strip() for c in df.columns]
+    df = _text_cells(_drop_index_column(df), _restore)
+    return _Cells(df, path, text, sep)
 
 
 def read_points(
@@ -307,18 +473,20 @@ def read_points(
     -------
     pandas.DataFrame
         Float columns ``t, z, y, x`` (voxels) and ``z_um, y_um, x_um`` (µm),
-        then the optional schema columns present (``pair_id``/``track_id`` as
-        int, -1 where missing), then the file's other columns. A header-only
-        file gives zero rows. ``df.attrs`` holds ``"layout"``, ``"has_time"``
-        (False when the file has no time column and ``t`` was set to 0) and,
-        when known, ``"voxel_size_um"``.
+        then the optional schema columns present (``channel``, ``pair_id``,
+        ``track_id`` as int, ids -1 where missing), then the file's other
+        columns. A header-only file gives zero rows. ``df.attrs`` holds
+        ``"layout"``, ``"has_time"`` (False when the file has no time column
+        and ``t`` was set to 0) and, when known, ``"voxel_size_um"``.
 
     Raises
     ------
     InputError
         Missing or empty file, missing coordinate columns (names the missing
-        and the found columns), non-numeric or NaN coordinates (names the
-        column and the first bad row).
+        and the found columns), or a bad cell: text, empty or infinite in a
+        numeric column, a coordinate beyond ±:data:`MAX_ABS_COORDINATE`, a
+        ``t`` or ``channel`` that is not a whole number ≥ 0. The message names
+        the file, the column and the line (as a spreadsheet numbers it).
 
     Examples
     --------
@@ -327,24 +495,9 @@ def read_points(
     (79, 4)
     """
     path = Path(path)
-    if not path.exists():
-        raise InputError("file not found", path)
-    if path.is_dir():
-        raise InputError("is a folder, not a CSV file", path)
+    cells = _read_cells(path)
     voxel = None if voxel_size_um is None else validate_voxel_size(voxel_size_um, path)
-    text = _decode(path.read_bytes())
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    if not lines:
-        raise InputError("the file is empty", path)
-    sep = _sniff_sep(lines[0])
-    try:
-        df = pd.read_csv(io.StringIO(text), sep=sep, skipinitialspace=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as err:
-        raise InputError(f"cannot parse the CSV table: {err}", path) from err
-    df.columns = [str(c).strip() for c in df.columns]
-    df = _drop_index_column(df)
-    cols = list(df.columns)
-
+    cols = list(cells.df.columns)
     layout = _best_layout(cols)
     if not layout.complete:
         raise InputError(
@@ -353,35 +506,51 @@ def read_points(
             "Arivis 'X (px), …', or x_px,y_px,z_px",
             path,
         )
-    if layout.name == "napari" and "index" in df.columns:
-        df = df.drop(columns="index")
+    if layout.name == "napari" and "index" in cells.df.columns:
+        cells.df = cells.df.drop(columns="index")
+    out, voxel = _coordinates(cells, layout, voxel, napari_world)
+    _other_columns(cells, layout, out)
+    out = _order(out)
+    out.attrs["layout"] = layout.name
+    out.attrs["has_time"] = "t" in layout.columns  # False: t was filled with 0 (no time column)
+    if voxel is not None:
+        out.attrs["voxel_size_um"] = voxel
+    return out
 
-    m = layout.columns
-    out = pd.DataFrame(index=range(len(df)))
-    have_voxels = all(a in m for a in ("z", "y", "x"))
+
+def _coordinates(
+    cells: _Cells,
+    layout: _Layout,
+    voxel: tuple[float, float, float] | None,
+    napari_world: bool,
+) -> tuple[pd.DataFrame, tuple[float, float, float] | None]:
+    """The checked ``t, z, y, x`` (voxels) and ``*_um`` columns, and the voxel size used."""
+    m, path = layout.columns, cells.path
+    out = pd.DataFrame(index=range(len(cells.df)))
     file_um = None
     if layout.name == "schema" and all(c in m for c in UM_COLUMNS):
-        file_um = {c: _numeric(df, c, path, sep) for c in UM_COLUMNS}
-    out["t"] = _numeric(df, m["t"], path, sep) if "t" in m else 0.0
-    if have_voxels:
+        file_um = {c: cells.numbers(c, position=True) for c in UM_COLUMNS}
+    out["t"] = cells.whole_numbers(m["t"], "whole frame numbers ≥ 0") if "t" in m else 0.0
+    source = {a: m.get(a, f"{a}_um") for a in ("z", "y", "x")}
+    if all(a in m for a in ("z", "y", "x")):
         for a in ("z", "y", "x"):
-            out[a] = _numeric(df, m[a], path, sep)
+            out[a] = cells.numbers(m[a], position=True)
+    elif voxel is None:
+        raise InputError(
+            "the table has only physical coordinates (z_um, y_um, x_um); give the voxel "
+            "size (voxel_size_um= / --voxel-size) to convert them to voxels",
+            path,
+        )
     else:
-        if voxel is None:
-            raise InputError(
-                "the table has only physical coordinates (z_um, y_um, x_um); give the voxel "
-                "size (voxel_size_um= / --voxel-size) to convert them to voxels",
-                path,
-            )
         for a, c, v in zip(("z", "y", "x"), UM_COLUMNS, voxel, strict=True):
             out[a] = file_um[c] / v  # type: ignore[index]
-
     if layout.name == "napari" and napari_world:
         if voxel is None:
             raise InputError("napari_world=True needs voxel_size_um to divide by", path)
         for a, v in zip(("z", "y", "x"), voxel, strict=True):
             out[a] = out[a] / v
-
+    for a in ("z", "y", "x"):
+        cells.check_position(source[a], out[a].to_numpy(), " voxels once divided by the voxel size")
     if voxel is not None:
         _add_um(out, voxel)
     elif file_um is not None:
@@ -393,31 +562,34 @@ def read_points(
             f"{path}: no voxel size given and no z_um/y_um/x_um columns; computing them with "
             f"the default (z, y, x) = {voxel} µm. Pass voxel_size_um= to override.",
             UserWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
         _add_um(out, voxel)  # type: ignore[arg-type]
+    return out, voxel
 
-    used = set(m.values()) | set(UM_COLUMNS)
+
+def _other_columns(cells: _Cells, layout: _Layout, out: pd.DataFrame) -> None:
+    """Add the table's other columns to ``out``, the schema's numeric ones checked."""
+    df = cells.df
+    used = set(layout.columns.values()) | set(UM_COLUMNS)
     for c in df.columns:
         if c in used or c in out.columns:
             continue
-        out[c] = df[c].to_numpy()
+        if c == "channel":
+            meaning = "whole numbers ≥ 0 (channel indices, 0 = the kinetochore channel)"
+            out[c] = cells.whole_numbers(c, meaning).astype(np.int64)
+        elif c == "score":
+            out[c] = cells.numbers(c, missing_ok=True)
+        elif c in INT_COLUMNS:
+            out[c] = _as_int_ids(df[c], c, cells.path, cells.where)
+        else:
+            out[c] = df[c].to_numpy()
     tags = next((c for c in df.columns if c.lower() in ("tags", "tag")), None)
     if tags is not None and "pair_id" not in out.columns:
         out["pair_id"] = [
             int(mt.group(1)) if isinstance(v, str) and (mt := _PAIR_RE.search(v)) else -1
             for v in df[tags]
         ]
-    for c in INT_COLUMNS:
-        if c in out.columns:
-            out[c] = _as_int_ids(out[c], c, path)
-
-    out = _order(out)
-    out.attrs["layout"] = layout.name
-    out.attrs["has_time"] = "t" in m  # False: t was filled with 0 (no time column)
-    if voxel is not None:
-        out.attrs["voxel_size_um"] = voxel
-    return out
 
 
 # --------------------------------------------------------------------------- write
@@ -481,7 +653,11 @@ def write_points(path: str | Path, points: pd.DataFrame, voxel_size_um: Sequence
 def write_csv(path: str | Path, table: pd.DataFrame, *, index: bool = False) -> Path:
     """Write any table as CSV atomically: a temporary file in the same folder, then a rename.
 
-    An existing file is never left half-written, even if writing fails.
+    An existing file is never left half-written, even if writing fails. Text
+    cells and column names that a spreadsheet would run as a formula (they
+    start with ``=``, ``+``, ``@``, tab, carriage return, or ``-`` not
+    followed by a digit or ``.``) get a leading ``'`` (OWASP "CSV injection");
+    :func:`read_points` removes it again. Numeric columns are written as they are.
 
     Parameters
     ----------
@@ -502,11 +678,7 @@ def write_csv(path: str | Path, table: pd.DataFrame, *, index: bool = False) -> 
     >>> write_csv("plates.csv", pd.DataFrame({"t": [0, 1]}))  # doctest: +SKIP
     """
     path = Path(path)
-    tmp = temp_path_beside(path)
-    try:
-        table.to_csv(tmp, index=index)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    safe = _text_cells(table.reset_index() if index else table, _neutralise)
+    with atomic_output(path) as tmp:
+        safe.to_csv(tmp, index=False, lineterminator=_line_end(safe))
     return path
