@@ -11,7 +11,6 @@ the functions.
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,12 +19,12 @@ from typing import Any
 import numpy as np
 
 from napari_kinetochores.errors import InputError
+from napari_kinetochores.io.atomic import atomic_output
 from napari_kinetochores.io.volumes import (
     TCZYX,
     RawVolume,
     check_tczyx_array,
     default_channel_names,
-    temp_path_beside,
     um_per_unit,
     validate_voxel_size,
 )
@@ -266,16 +265,11 @@ def write_tiff(
         raise InputError(f"{len(names)} channel names given for {n_c} channels", path)
     bigtiff = arr.nbytes > 2**32 - 2**25
 
-    tmp = temp_path_beside(path, ".tif")
-    try:
+    with atomic_output(path, ".tif") as tmp:
         if ome:
             _write_ome_tiff(tmp, arr, voxel, names, bigtiff)
         else:
             _write_imagej_tiff(tmp, arr, voxel, names, bigtiff)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -28,15 +28,14 @@ suffix                 format                                module
 =====================  ====================================  =============
 
 This module holds what they share: :class:`Volume`, :class:`RawVolume`, axis
-reordering (:func:`to_tczyx`), voxel-size checks and units, and the
-temporary-file naming of the writers. Heavy libraries (tifffile, zarr, h5py,
+reordering (:func:`to_tczyx`), voxel-size checks and units. The writers write through
+:func:`napari_kinetochores.io.atomic.atomic_output`. Heavy libraries (tifffile, zarr, h5py,
 dask) are imported inside the functions that use them.
 """
 
 from __future__ import annotations
 
 import math
-import uuid
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -56,7 +55,6 @@ __all__ = [
     "default_channel_names",
     "list_datasets",
     "read_volume",
-    "temp_path_beside",
     "to_tczyx",
     "um_per_unit",
     "validate_voxel_size",
@@ -737,15 +735,3 @@ def check_tczyx_array(data: Any) -> Any:
             f"data must be a 5-D TCZYX array, got shape {tuple(getattr(data, 'shape', ()))}"
         )
     return data
-
-
-def temp_path_beside(path: Path, suffix: str = ".tmp") -> Path:
-    """A new hidden name in ``path``'s folder, to write to before renaming onto ``path``.
-
-    Examples
-    --------
-    >>> name = temp_path_beside(Path("out/movie.tif"), ".tif").name
-    >>> name.startswith(".movie.tif.") and name.endswith(".tif")
-    True
-    """
-    return path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}{suffix}"

@@ -9,8 +9,6 @@ functions (absolute ``import zarr``, which this module's name does not shadow).
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,11 +16,11 @@ from typing import Any
 import numpy as np
 
 from napari_kinetochores.errors import InputError
+from napari_kinetochores.io.atomic import atomic_output
 from napari_kinetochores.io.volumes import (
     TCZYX,
     RawVolume,
     check_tczyx_array,
-    temp_path_beside,
     um_per_unit,
     validate_voxel_size,
 )
@@ -294,15 +292,10 @@ def write_zarr(
     else:
         attrs = {"axes": TCZYX, "voxel_size_um": list(voxel)}
 
-    tmp = temp_path_beside(path, ".zarr")
-    try:
+    with atomic_output(path, ".zarr") as tmp:
         array = _empty_store(tmp, shape, dtype, chunk_shape, zarr_format, ome=ome, attrs=attrs)
         for t in range(shape[0]):
             array[t] = np.asarray(data[t])
-        _replace_dir(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 
@@ -387,21 +380,3 @@ def _omero(channel_names: Sequence[str] | None, n_channels: int, path: Path) -> 
     if len(names) != n_channels:
         raise InputError(f"{len(names)} channel names given for {n_channels} channels", path)
     return {"channels": [{"label": n, "active": True} for n in names]}
-
-
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Move folder ``src`` to ``dst``, replacing whatever is at ``dst``."""
-    if not dst.exists():
-        os.replace(src, dst)
-        return
-    old = temp_path_beside(dst, ".old")
-    os.replace(dst, old)
-    try:
-        os.replace(src, dst)
-    except BaseException:
-        os.replace(old, dst)
-        raise
-    if old.is_dir():
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        old.unlink(missing_ok=True)
