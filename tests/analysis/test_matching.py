@@ -448,3 +448,56 @@ def test_matched_export_keeps_each_points_own_columns():
         table.drop(columns=["status", "score", "channel", "pair_id"]),
         plain.rename(columns={"status": "match_status"}),
     )
+
+
+# --------------------------------------------------------------------------
+# tables with and without time
+
+
+def _three_frames(tmp_path, with_time: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A reference over frames 0-2 and the same points in a CSV with or without its t column."""
+    from napari_kinetochores.io import read_points, write_points
+
+    zyx = np.array([[5.0, 10.0, 20.0], [6.0, 40.0, 20.0]])
+    rows = np.vstack([np.column_stack([np.full(2, t), zyx + t]) for t in (0, 1, 2)])
+    reference = _table(rows)
+    write_points(tmp_path / "pred.csv", _table(rows), VOXEL)
+    if not with_time:
+        table = pd.read_csv(tmp_path / "pred.csv").drop(columns="t")
+        table.to_csv(tmp_path / "pred.csv", index=False)
+    return read_points(tmp_path / "pred.csv", voxel_size_um=VOXEL), reference
+
+
+def test_evaluate_refuses_a_prediction_without_time_against_a_movie(tmp_path):
+    pred, gt = _three_frames(tmp_path, with_time=False)
+    assert pred.attrs["has_time"] is False
+    with pytest.raises(InputError, match=r"prediction has no time column.*reference.*3 frames"):
+        evaluate_points(pred, gt, VOXEL)
+    with pytest.raises(InputError, match=r"reference has no time column"):
+        evaluate_points(gt, pred, VOXEL)
+    with pytest.raises(InputError, match=r"prediction has no time column"):
+        match_table(pred, gt, VOXEL)
+    pred, gt = _three_frames(tmp_path, with_time=True)
+    assert evaluate_points(pred, gt, VOXEL).overall["f1@0.3"] == 1.0
+
+
+def test_a_table_without_time_is_put_in_the_single_frame_of_the_other_with_a_warning(tmp_path):
+    from napari_kinetochores.io import read_points
+
+    path = tmp_path / "zyx.csv"
+    path.write_text("z,y,x\n5,10,20\n6,40,20\n")
+    pred = read_points(path, voxel_size_um=VOXEL)
+    gt = _table([[3, 5, 10, 20], [3, 6, 40, 20]])
+    with pytest.warns(UserWarning, match=r"prediction has no time column.*frame 3"):
+        evaluation = evaluate_points(pred, gt, VOXEL)
+    assert evaluation.overall["f1@0.3"] == 1.0 and list(evaluation.per_frame["t"]) == [3]
+    with pytest.warns(UserWarning, match="frame 3"):
+        assert match_table(pred, gt, VOXEL)["status"].tolist() == ["TP", "TP"]
+    assert (pred["t"] == 0).all()  # the caller's table is left as it is
+
+
+def test_evaluate_refuses_a_text_channel_instead_of_dropping_rows():
+    pred = _table([[0, 5, 10, 20]], channel=["EGFP"])
+    gt = _table([[0, 5, 10, 20]])
+    with pytest.raises(InputError, match=r"prediction.*channel.*'EGFP'"):
+        evaluate_points(pred, gt, VOXEL)

@@ -9,6 +9,7 @@ what is wrong.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -23,6 +24,7 @@ __all__ = [
     "frame_groups",
     "frame_progress",
     "kinetochore_rows",
+    "time_paired",
     "voxel_array",
 ]
 
@@ -87,10 +89,18 @@ def coords_um(points: pd.DataFrame, voxel: np.ndarray) -> np.ndarray:
     return points[["z", "y", "x"]].to_numpy(dtype=np.float64) * voxel
 
 
-def kinetochore_rows(points: pd.DataFrame, channel: int | None = 0) -> np.ndarray:
+def kinetochore_rows(
+    points: pd.DataFrame, channel: int | None = 0, name: str = "the point table"
+) -> np.ndarray:
     """Boolean mask of the kinetochore-channel rows of a point table.
 
     All rows when the table has no ``channel`` column or ``channel`` is None.
+
+    Raises
+    ------
+    InputError
+        A ``channel`` cell that is text (it would drop its row silently);
+        ``name`` names the table.
 
     Examples
     --------
@@ -99,8 +109,81 @@ def kinetochore_rows(points: pd.DataFrame, channel: int | None = 0) -> np.ndarra
     """
     if channel is None or "channel" not in points.columns:
         return np.ones(len(points), dtype=bool)
-    values = pd.to_numeric(points["channel"], errors="coerce").to_numpy()
-    return values == channel
+    cells = points["channel"]
+    values = pd.to_numeric(cells, errors="coerce")
+    text = values.isna() & cells.notna()
+    if text.any():
+        i = int(np.flatnonzero(text.to_numpy())[0])
+        raise InputError(
+            f"{name}: column 'channel' must hold channel numbers (0 = kinetochores); "
+            f"row {i + 1} holds {cells.iloc[i]!r}"
+        )
+    return values.to_numpy() == channel
+
+
+def time_paired(
+    pred: pd.DataFrame, gt: pd.DataFrame, names: tuple[str, str] = ("prediction", "reference")
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Two point tables to compare frame by frame, checked to agree on time.
+
+    A table read from a file without a time column has
+    ``attrs["has_time"] = False`` and ``t = 0`` (see
+    :func:`~napari_kinetochores.io.read_points`); other tables count as
+    timed. When exactly one table lacks time:
+
+    * the other spans several frames: refused, since putting every point in
+      frame 0 would silently give wrong metrics;
+    * the other spans one frame: the time-less table is taken as that frame
+      (a copy with ``t`` set to it) and a warning says so.
+
+    Parameters
+    ----------
+    pred, gt
+        Point tables with a ``t`` column.
+    names
+        How messages call the two tables.
+
+    Returns
+    -------
+    tuple of pandas.DataFrame
+        ``pred`` and ``gt``, one of them a re-timed copy where needed.
+
+    Raises
+    ------
+    InputError
+        One table has no time column and the other spans several frames.
+
+    Examples
+    --------
+    >>> timed = pd.DataFrame({"t": [2.0], "z": [1.0], "y": [1.0], "x": [1.0]})
+    >>> untimed = timed.assign(t=0.0)
+    >>> untimed.attrs["has_time"] = False
+    >>> import warnings; warnings.simplefilter("ignore")
+    >>> time_paired(untimed, timed)[0]["t"].tolist()
+    [2.0]
+    """
+    tables = [pred, gt]
+    timed = [t.attrs.get("has_time", True) is not False for t in tables]
+    if timed[0] == timed[1] or min(len(pred), len(gt)) == 0:
+        return pred, gt
+    k = timed.index(False)  # the table without time
+    other = tables[1 - k]
+    frames = np.unique(np.round(other["t"].to_numpy(dtype=float)))
+    if len(frames) > 1:
+        raise InputError(
+            f"the {names[k]} has no time column but the {names[1 - k]} spans "
+            f"{len(frames)} frames ({frames[0]:g} to {frames[-1]:g}); add a 't' column "
+            f"(frame numbers) to the {names[k]}, or compare one frame at a time"
+        )
+    warnings.warn(
+        f"the {names[k]} has no time column; taking its points as frame {frames[0]:g}, "
+        f"the only frame of the {names[1 - k]}",
+        UserWarning,
+        stacklevel=3,
+    )
+    tables[k] = tables[k].assign(t=float(frames[0]))
+    tables[k].attrs["has_time"] = True
+    return tables[0], tables[1]
 
 
 def frame_groups(frames: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from napari_kinetochores.analysis.inputs import kinetochore_rows, time_paired
 from napari_kinetochores.errors import InputError
 
 DEFAULT_CUTOFF_UM = 0.3
@@ -364,6 +365,20 @@ def evaluate_points(
     Returns
     -------
     Evaluation
+
+    Raises
+    ------
+    InputError
+        Missing columns, a text ``channel`` cell, or one table without a time
+        column (``attrs["has_time"]`` False, as ``read_points`` sets it) while
+        the other spans several frames.
+
+    Warns
+    -----
+    UserWarning
+        One table has no time column and the other spans one frame: the
+        time-less points are taken as that frame
+        (:func:`~napari_kinetochores.analysis.inputs.time_paired`).
     """
     cutoffs = tuple(sorted(set(float(c) for c in cutoffs_um) | {float(main_cutoff_um)}))
 
@@ -371,12 +386,9 @@ def evaluate_points(
         missing = [c for c in ("t", "z", "y", "x") if c not in table.columns]
         if missing:
             raise InputError(f"{name} table lacks columns {missing}")
-        if channel is not None and "channel" in table.columns:
-            table = table[table["channel"] == channel]
-        return table
+        return table[kinetochore_rows(table, channel, name)]
 
-    pred = select(pred, "prediction")
-    gt = select(gt, "reference")
+    pred, gt = time_paired(select(pred, "prediction"), select(gt, "reference"))
     frames = sorted(set(np.round(pred["t"]).astype(int)) | set(np.round(gt["t"]).astype(int)))
     per_cutoff: dict[float, list[MatchResult]] = {c: [] for c in cutoffs}
     rows = []
@@ -458,14 +470,13 @@ def match_table(
     ['TP', 'FP', 'FN']
     """
     voxel = _check_voxel_size(voxel_size_um)
+    pred, gt = time_paired(pred, gt)
     evaluation = evaluate_points(
         pred, gt, voxel, cutoffs_um=(cutoff_um,), main_cutoff_um=cutoff_um, channel=channel
     )
 
     def selected_rows(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        keep = np.ones(len(table), bool)
-        if channel is not None and "channel" in table.columns:
-            keep = (table["channel"] == channel).to_numpy()
+        keep = kinetochore_rows(table, channel)
         return keep, np.round(table["t"].to_numpy(float)).astype(int)
 
     pred_keep, pred_t = selected_rows(pred)
