@@ -278,6 +278,6 @@ def check_output_file(
 
 def _same_file(a: Path, b: Path) -> bool:
     try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
-    except OSError:
+        return os.path.samefile(a, b)
+    except OSError:  # one is missing
         return os.path.abspath(a) == os.path.abspath(b)
