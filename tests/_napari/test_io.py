@@ -129,6 +129,22 @@ def test_points_reader_arivis_and_napari_tables(tmp_path):
     np.testing.assert_allclose(data, [[1, 3.0, 2.6, 1.3]])
 
 
+@pytest.mark.parametrize(
+    ("table", "match"),
+    [
+        ("t,z,y,x,channel\n0,1,2,3,0\n0,1,2,3,EGFP\n", r"'channel' is not numeric.*line 3.*'EGFP'"),
+        ("t,z,y,x\n0,1,2,1e308\n", r"'x' is beyond.*line 2"),
+        ("t,z,y,x,z_um,y_um,x_um\n0,1,2,4,1e-300,2e-300,4e-300\n", "voxel size"),
+    ],
+)
+def test_points_reader_refuses_bad_cells_and_scales_before_making_a_layer(tmp_path, table, match):
+    path = tmp_path / "bad.csv"
+    path.write_text(table)
+    with pytest.raises(InputError, match=match) as caught:
+        nio.read_points_layer(str(path))
+    assert "bad.csv" in str(caught.value)
+
+
 def test_writer_round_trip(tmp_path):
     coords = np.array([[0, 10.25, 20.5, 30.75], [2, 1.0, 2.0, 3.0]])
     features = pd.DataFrame({"score": [0.9, 0.4], "status": ["auto", "moved"], "pair_id": [4, -1]})

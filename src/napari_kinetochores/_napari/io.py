@@ -412,6 +412,12 @@ def read_points_layer(path: str | Sequence[str]) -> list[LayerDataTuple]:
     The layer scale is the voxel size found in the table (``*_um`` columns);
     napari ``axis-N`` tables are world coordinates and get scale 1; otherwise
     the default voxel size is used, with a warning.
+
+    Every cell is checked by :func:`~napari_kinetochores.io.read_points`
+    (numbers where numbers belong, coordinates within ±1e6) and the scale
+    implied by the ``*_um`` columns by
+    :func:`~napari_kinetochores.io.validate_voxel_size`, so a bad table is an
+    InputError naming the file and no layer is made.
     """
     from napari_kinetochores.io import read_points
 
@@ -424,7 +430,7 @@ def read_points_layer(path: str | Sequence[str]) -> list[LayerDataTuple]:
     if layout == "napari":
         voxel = None
     elif voxel is None:
-        voxel = _voxel_from_um(table)
+        voxel = _voxel_from_um(table, single)
     for warning in caught:
         if layout != "napari" or "default" not in str(warning.message):
             warnings.warn(str(warning.message), UserWarning, stacklevel=2)
@@ -446,8 +452,15 @@ def names_reference(name: str) -> bool:
     return any(w in ("gt", "ref", "truth") or w.startswith(("ground", "reference")) for w in words)
 
 
-def _voxel_from_um(table: pd.DataFrame) -> tuple[float, float, float] | None:
-    """Voxel size as the median ratio of ``*_um`` to voxel columns (None if undefined)."""
+def _voxel_from_um(table: pd.DataFrame, path: str | None) -> tuple[float, float, float] | None:
+    """Voxel size as the median ratio of ``*_um`` to voxel columns (None if undefined).
+
+    Raises InputError, naming ``path``, when that ratio is not a valid voxel
+    size (:func:`~napari_kinetochores.io.validate_voxel_size`): a layer with
+    such a scale cannot be drawn.
+    """
+    from napari_kinetochores.io import validate_voxel_size
+
     values = []
     for axis in ("z", "y", "x"):
         v = table[axis].to_numpy(float)
@@ -456,9 +469,15 @@ def _voxel_from_um(table: pd.DataFrame) -> tuple[float, float, float] | None:
         if not ok.any():
             return None
         values.append(float(np.median(um[ok] / v[ok])))
-    if not all(np.isfinite(x) and x > 0 for x in values):
-        return None
-    return tuple(round(x, 9) for x in values)  # type: ignore[return-value]
+    voxel = tuple(round(x, 9) for x in values)
+    try:
+        return validate_voxel_size(voxel, path)
+    except InputError as error:
+        raise InputError(
+            f"the z_um, y_um, x_um columns divided by z, y, x give {error.problem}; "
+            "fix or remove the *_um columns",
+            path,
+        ) from None
 
 
 # --------------------------------------------------------------------------- writer
