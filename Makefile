@@ -4,6 +4,8 @@
 #   make test   create .venv, install with test extras (and the StarDist/TensorFlow extra)
 #               + headless-Qt system packages, run pytest
 #   make bench  run every benchmark step (quick set; `make bench BENCH_ARGS=--full` runs the whole grid)
+#   make bench-check  regenerate docs/benchmarks.md's generated sections from benchmarks/results/*.json
+#               into a temporary copy and fail on any difference
 #   make bench-peers  create .venv-peers (Spotiflow, Big-FISH, trackpy, scikit-image), train Spotiflow, run the peer benchmark
 
 SHELL := /bin/bash
@@ -17,7 +19,7 @@ SYSTEM_PACKAGES := xvfb xauth libgl1-mesa-dri libegl1 libgl1 libglib2.0-0 libfon
 	libxkbcommon-x11-0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0 \
 	libxcb-render-util0 libxcb-xinerama0 libxcb-xfixes0 libxcb-shape0 libxcb-cursor0 libxcb-xkb1
 
-.PHONY: demo test bench bench-peers peers-env lint format install system-deps clean
+.PHONY: demo test bench bench-check bench-peers peers-env lint format install system-deps clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -71,6 +73,9 @@ demo: $(VENV)/.stamp-demo system-deps
 bench: install
 	$(PY) -m benchmarks.run_all --peers-python $(abspath $(PEERS_PY)) \
 		--spotiflow-model $(abspath $(SPOTIFLOW_MODEL)) $(BENCH_ARGS)
+
+bench-check: install
+	$(PY) -m benchmarks.report --check
 
 # The peer detectors live in their own environment: Spotiflow imports torchvision,
 # which the project's CPU torch 2.13 cannot import. This env takes the registry's

@@ -212,6 +212,75 @@ def read_shape(path: Path) -> tuple[int, int, int]:
     return read_volume(path).shape[2:]
 
 
+def render_markdown(results: dict) -> str:
+    """The docs/benchmarks.md section (``<!-- batch:begin -->`` … ``<!-- batch:end -->``)."""
+    from benchmarks.common import num, table
+
+    movies = results.get("throughput_movies") or {}
+    shape = movies.get("frame_shape_zyx", [])
+    rows = []
+    for row in results["throughput"]:
+        method = "classical" if row["method"] == "classical" else f"UNet (`{row['model']}`)"
+        rows.append(
+            [
+                method,
+                str(row["workers"]),
+                num(row["frames_per_minute"], 1),
+                num(row["mean_frame_s_in_worker"], 2),
+                num(row["cpu_s_per_frame"], 2),
+            ]
+        )
+    out = [
+        "## Batch and scale-out",
+        "",
+        f"Generated from `benchmarks/results/batch.json` (`python -m benchmarks.bench_batch`), "
+        f"{results['date']}, {results['machine']['cpu_count']} cores "
+        f"({results['machine'].get('note', '')}). `kinetochores batch` on a `LocalCluster` of "
+        "worker processes with one thread each (torch: 2 threads with one worker, 1 each with "
+        "two); one task per (movie, frame); cluster start-up and a warm-up frame per worker "
+        "are not timed. CPU s / frame: the workers' CPU time per frame.",
+        "",
+        f"Throughput: {movies.get('n_movies')} movies × {movies.get('frames_per_movie')} frames, "
+        f"{movies.get('channels')} channels, {' × '.join(map(str, shape))} voxels per frame, "
+        f"{movies.get('format')}.",
+        "",
+        table(
+            ["method", "workers", "frames / minute", "wall s / frame in a worker", "CPU s / frame"],
+            rows,
+        ),
+        "",
+    ]
+    large = results.get("large_frame")
+    if large:
+        how = large.get("memory", "sampled every 0.1 s with psutil (before VmHWM)")
+        out += [
+            f"Large frame: one zarr frame of {' × '.join(map(str, large['frame_shape_zyx']))} "
+            f"uint16 ({large['frame_gb_uint16']} GB), above `--max-frame-voxels` "
+            f"({large['max_frame_voxels']:,}), so read and detected in tiles (core "
+            f"{large['tile_core_yx']} × {large['tile_core_yx']}, z whole) by one worker with "
+            f"the classical detector; worker memory: {how}.",
+            "",
+            table(
+                ["", "value"],
+                [
+                    [
+                        "peak RSS of the worker",
+                        f"{large['worker_rss_peak_gb']} GB (target < {large['target_peak_gb']} "
+                        f"GB: {'met' if large['worker_rss_peak_gb'] < large['target_peak_gb'] else 'NOT met'}); "
+                        f"{large['worker_rss_idle_gb']} GB idle",
+                    ],
+                    [
+                        "time for the frame",
+                        f"{num(large['frame_s_in_worker'], 1)} s ({num(large['worker_cpu_s'], 1)} CPU s)",
+                    ],
+                    ["detections", str(large["detections"])],
+                ],
+            ),
+            "",
+        ]
+    return "\n".join(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", nargs="+", type=int, default=[1, 2])

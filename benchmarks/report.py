@@ -1,8 +1,10 @@
 """Turn the benchmark results (benchmarks/results/*.json) into docs/benchmarks.md tables and PNG plots.
 
-The report owns three marked sections of docs/benchmarks.md and regenerates
-only the text between their markers; everything else in the file (sections
-that other benchmarks write) is kept as it is:
+The report regenerates the marked sections of docs/benchmarks.md listed in
+:data:`SECTIONS` (``{name: (results file, render function)}``), only the text
+between their markers; everything else in the file is kept as it is.
+``--check`` (``make bench-check``) regenerates them into a temporary copy and
+fails on any difference. Among them:
 
 - ``<!-- detection:begin -->`` … ``<!-- detection:end -->``: our UNet variants
   against our classical detector (results/detection.json);
@@ -19,16 +21,18 @@ results file leaves its section as it was. Plots go to docs/images/.
 
 Usage (from the repository root)::
 
-    python -m benchmarks.report [--results benchmarks/results] [--doc docs/benchmarks.md]
+    python -m benchmarks.report [--results benchmarks/results] [--doc docs/benchmarks.md] [--check]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.common import bold_best, num, seconds, table
@@ -181,6 +185,70 @@ def plot_threshold_sweep(detection: dict, path: Path) -> bool:
 # ----------------------------------------------------------------------------- sections
 
 
+def with_interval(value, interval, digits: int = 3) -> str:
+    """A figure with its 95 % interval, ``0.983 [0.970, 0.994]``; the figure alone without one.
+
+    Examples
+    --------
+    >>> with_interval(0.98321, [0.97, 0.994]), with_interval(36.2, [34.0, 38.9], 0)
+    ('0.983 [0.970, 0.994]', '36 [34, 39]')
+    >>> with_interval(0.5, None), with_interval(None, [0.1, 0.2])
+    ('0.500', '–')
+    """
+    if value is None or not interval:
+        return num(value, digits)
+    return f"{num(value, digits)} [{num(interval[0], digits)}, {num(interval[1], digits)}]"
+
+
+def _detection_accuracy_tables(accuracy: dict, distribution: dict) -> list[str]:
+    methods = list(next(iter(accuracy.values())).keys())
+    with_ci = any(
+        (m or {}).get("ci95") for row in accuracy.values() for m in row.values()
+    )
+
+    def cells(metric: str, ci_key: str, digits: int) -> list[list[str]]:
+        rows = []
+        for name, row in accuracy.items():
+            values = []
+            for method in methods:
+                m = row.get(method)
+                values.append(
+                    "n/a"
+                    if m is None
+                    else with_interval(m.get(metric), (m.get("ci95") or {}).get(ci_key), digits)
+                )
+            rows.append([name, distribution.get(name, "–"), *values])
+        return rows
+
+    head = ["condition", "training distribution", *methods]
+    interval = " [95 % interval]" if with_ci else ""
+    out = [
+        f"F1 at 0.3 µm{interval}, pooled over the frames"
+        + (
+            "; the interval is a two-level bootstrap over movies, then frames "
+            "(`benchmarks.common.bootstrap_ci`, 2000 resamples). A difference between two "
+            "columns is a gain only where the intervals do not overlap; one detection moves "
+            "F1 by about 1 / (number of kinetochores) (240 per condition in the quick set). "
+            "*Training distribution*: whether the condition lies inside the UNets' domain "
+            "randomisation (`benchmarks.common.TRAINING_DISTRIBUTION`)."
+            if with_ci
+            else ""
+        ),
+        "",
+        table(head, cells("f1@0.3", "f1", 3)),
+        "",
+        f"Median 3D error (nm) of the matched pairs at 0.3 µm{interval}:",
+        "",
+        table(head, cells("median_nm", "median_nm", 0)),
+        "",
+        "F1 at 0.15 µm:",
+        "",
+        table(head, cells("f1@0.15", "", 3)),
+        "",
+    ]
+    return out
+
+
 def detection_section(detection: dict, images: Path, doc_dir: Path) -> str:
     out = [
         "## Our detectors: UNet variants against the classical detector",
@@ -192,20 +260,7 @@ def detection_section(detection: dict, images: Path, doc_dir: Path) -> str:
     ]
     accuracy = detection.get("accuracy", {})
     if accuracy:
-        methods = list(next(iter(accuracy.values())).keys())
-        out += ["F1 at 0.3 µm (F1 at 0.15 µm; median error in nm):", ""]
-        rows = []
-        for name, row in accuracy.items():
-            cells = []
-            for method in methods:
-                m = row.get(method)
-                cells.append(
-                    "n/a"
-                    if m is None
-                    else f"{num(m['f1@0.3'])} ({num(m['f1@0.15'])}; {num(m.get('median_nm'), 0)})"
-                )
-            rows.append([name, *cells])
-        out += [table(["condition", *methods], rows), ""]
+        out += _detection_accuracy_tables(accuracy, detection.get("training_distribution", {}))
     if plot_threshold_sweep(detection, images / "bench_threshold_sweep.png"):
         rel = (images / "bench_threshold_sweep.png").relative_to(doc_dir)
         out += [
@@ -222,6 +277,7 @@ def detection_section(detection: dict, images: Path, doc_dir: Path) -> str:
                 [
                     key,
                     seconds(value.get("median_seconds")),
+                    seconds(value.get("median_forward_seconds")),
                     num(value.get("peak_rss_mb"), 0),
                     num(value.get("outside_forward_fraction")),
                     str(value.get("detections", "–")),
@@ -236,12 +292,14 @@ def detection_section(detection: dict, images: Path, doc_dir: Path) -> str:
             "3 runs after a warm-up frame); "
             "`_fp32` = `--precision fp32`, otherwise bfloat16 autocast on this CPU; "
             "`_flips` / `_no_flips` = the other setting of `--test-time-flips`; peak RSS includes "
-            "the frame itself; F1 at 0.3 µm against the planted spots; tiles skipped / run):",
+            "the frame itself; F1 at 0.3 µm against the planted spots; tiles skipped / run). "
+            + _memory_note(speed),
             "",
             table(
                 [
                     "run",
-                    "time",
+                    "time (whole call)",
+                    "forward pass",
                     "peak RSS (MB)",
                     "outside forward pass",
                     "detections",
@@ -253,6 +311,19 @@ def detection_section(detection: dict, images: Path, doc_dir: Path) -> str:
             "",
         ]
     return "\n".join(out)
+
+
+def _memory_note(speed: dict) -> str:
+    """How the speed runs measured peak memory (the stored runs may predate VmHWM)."""
+    runs = [r for value in speed.values() for r in value.get("runs", [])]
+    if runs and all(r.get("memory") == "VmHWM" for r in runs):
+        return "Peak RSS is each subprocess's own high-water mark (VmHWM):"
+    return (
+        "**Peak RSS in this stored run is `ru_maxrss`, which Linux carries over from the "
+        "benchmark driver into the subprocess: an upper bound, not the run's own peak.** "
+        "`run_speed` now reads VmHWM; the figures update with the next "
+        "`bench_detection` speed run:"
+    )
 
 
 def _labels(peers: dict) -> dict:
@@ -753,7 +824,12 @@ def matching_section(matching: dict, images: Path, doc_dir: Path) -> str:
         "",
         "Generated from `benchmarks/results/matching.json` (`benchmarks/bench_matching.py`): "
         "`napari_kinetochores.analysis.matching.match_points`, N predictions against N references in a "
-        "61 × 1000 × 1000 volume, 0.3 µm cutoff; the dense Hungarian baseline only up to 1e3.",
+        f"61 × 1000 × 1000 volume, {matching.get('cutoff_um', 0.3)} µm cutoff, median of "
+        f"{matching.get('repeats', '?')} repeats (predictions = references with jitter, some dropped "
+        "and some false); the dense Hungarian baseline (scipy `linear_sum_assignment`) only up to "
+        "1e3. *Same result*: the same TP count and summed distance as the baseline. Optimality "
+        "is also tested against brute-force enumeration on small random cases "
+        "(`tests/analysis/test_matching.py`).",
         "",
     ]
     rows = []
@@ -784,23 +860,6 @@ def matching_section(matching: dict, images: Path, doc_dir: Path) -> str:
 
 
 # ----------------------------------------------------------------------------- doc
-
-
-def _hand_written(text: str, name: str) -> bool:
-    return f"<!-- {name}-lead:begin -->" in text
-
-
-def matching_plot_part(matching: dict, images: Path, doc_dir: Path) -> str:
-    """Only the log-log plot of matching time (the table is in the hand-written section)."""
-    if not plot_matching(matching, images / "bench_matching_scaling.png"):
-        return ""
-    rel = (images / "bench_matching_scaling.png").relative_to(doc_dir).as_posix()
-    return (
-        "### Matching time against the number of points\n\n"
-        "From `benchmarks/results/matching.json` (table in *Matching speed* above): our "
-        "`match_points` against scipy's dense Hungarian assignment, log-log.\n\n"
-        f"![matching scaling]({rel})\n"
-    )
 
 
 def robustness_section(results: dict) -> str:
@@ -851,39 +910,119 @@ def load(path: Path) -> dict | None:
         return None
 
 
+# Where the sections that draw plots put them: set by render_doc (docs/images/ beside the doc).
+_IMAGES: list[Path] = []
+
+
+def _images() -> tuple[Path, Path]:
+    images = _IMAGES[-1] if _IMAGES else REPO / "docs" / "images"
+    return images, images.parent
+
+
+def _detection(results: dict) -> str:
+    return detection_section(results, *_images())
+
+
+def _peers(results: dict) -> str:
+    return peers_section(results, *_images())
+
+
+def _matching(results: dict) -> str:
+    return matching_section(results, *_images())
+
+
+SECTIONS: dict[str, tuple[str, Callable[[dict], str] | str]] = {
+    "detection": ("detection.json", _detection),
+    "peers": ("peers.json", _peers),
+    "matching": ("matching.json", _matching),
+    "batch": ("batch.json", "benchmarks.bench_batch:render_markdown"),
+    "pairing_tracking": ("pairing_tracking.json", "benchmarks.bench_pairing_tracking:render_markdown"),
+    "robustness": ("robustness.json", robustness_section),
+    "stardist": ("stardist.json", "benchmarks.bench_stardist:section"),
+}
+"""The generated sections of docs/benchmarks.md: ``{marker name: (results file in
+benchmarks/results/, render function or "module:function")}``; the function takes the
+loaded results and returns the section's markdown. A benchmark registers its section
+with one line here."""
+
+
+def _render_function(spec: Callable[[dict], str] | str) -> Callable[[dict], str]:
+    if callable(spec):
+        return spec
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def render_doc(text: str, results_dir: Path, images: Path) -> tuple[str, list[str]]:
+    """``text`` with every registered section whose results file exists regenerated.
+
+    Plots go to ``images``. Returns the new text and the names of the
+    sections written; a section without its results file is left as it was.
+    """
+    written = []
+    images.mkdir(parents=True, exist_ok=True)
+    _IMAGES.append(images)
+    try:
+        for name, (filename, spec) in SECTIONS.items():
+            results = load(results_dir / filename)
+            if results is None:
+                continue
+            text = replace_section(text, name, _render_function(spec)(results))
+            written.append(name)
+    finally:
+        _IMAGES.pop()
+    return text, written
+
+
+def check_doc(doc: Path, results_dir: Path) -> list[str]:
+    """What differs between ``doc`` and the doc regenerated from ``results_dir`` (empty: in sync).
+
+    Regenerates into a temporary copy (plots into a temporary folder, the
+    doc itself is not touched) and lists, per section, a unified diff of
+    the lines that differ; a registered section present in ``doc`` whose
+    results file is missing is reported too.
+    """
+    import difflib
+    import tempfile
+
+    text = doc.read_text()
+    problems = []
+    for name, (filename, _) in SECTIONS.items():
+        if f"<!-- {name}:begin -->" in text and not (results_dir / filename).is_file():
+            problems.append(f"section {name!r}: results file {filename} is missing")
+    with tempfile.TemporaryDirectory() as tmp:
+        regenerated, _ = render_doc(text, results_dir, Path(tmp) / "images")
+    if regenerated != text:
+        diff = difflib.unified_diff(
+            text.splitlines(), regenerated.splitlines(), str(doc), "regenerated", lineterm="", n=1
+        )
+        problems.append("\n".join(diff))
+    return problems
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=HERE / "results")
     parser.add_argument("--doc", type=Path, default=REPO / "docs" / "benchmarks.md")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="regenerate into a temporary copy and fail on any difference (make bench-check)",
+    )
     args = parser.parse_args()
 
-    doc_dir = args.doc.parent
-    images = doc_dir / "images"
-    images.mkdir(parents=True, exist_ok=True)
+    if args.check:
+        problems = check_doc(args.doc, args.results)
+        for problem in problems:
+            print(problem)
+        print(
+            f"{args.doc}: "
+            + ("differs from benchmarks/results; run python -m benchmarks.report" if problems else "in sync")
+        )
+        return 1 if problems else 0
+    images = args.doc.parent / "images"
     text = args.doc.read_text() if args.doc.is_file() else HEADER
-    written = []
-    # A section written by hand under a "<name>-lead" marker takes precedence: then this
-    # script leaves that topic alone (and only adds its plot where it has one).
-    detection = load(args.results / "detection.json")
-    if detection and not _hand_written(text, "detection"):
-        text = replace_section(text, "detection", detection_section(detection, images, doc_dir))
-        written.append("detection")
-    matching = load(args.results / "matching.json")
-    peers = load(args.results / "peers.json")
-    if peers:
-        body = peers_section(peers, images, doc_dir)
-        if matching and _hand_written(text, "matching"):
-            body += "\n" + matching_plot_part(matching, images, doc_dir)
-        text = replace_section(text, "peers", body)
-        written.append("peers")
-    if matching and not _hand_written(text, "matching"):
-        text = replace_section(text, "matching", matching_section(matching, images, doc_dir))
-        written.append("matching")
-    robustness = load(args.results / "robustness.json")
-    if robustness:
-        text = replace_section(text, "robustness", robustness_section(robustness))
-        written.append("robustness")
-    args.doc.parent.mkdir(parents=True, exist_ok=True)
+    text, written = render_doc(text, args.results, images)
     tmp = args.doc.with_suffix(".md.tmp")
     tmp.write_text(text)
     tmp.replace(args.doc)
