@@ -186,3 +186,51 @@ def test_volume_dataclass_defaults():
     with pytest.raises(IndexError):
         vol.frame(2)
     assert vol.frame(-1, channel=2).shape == (4, 5, 6)
+
+
+# --------------------------------------------------------------------------- axes that make no sense
+
+
+def _tiff_with_axes(path, data, axes):
+    import tifffile
+
+    tifffile.imwrite(path, data, imagej=True, metadata={"axes": axes})
+    return path
+
+
+def test_64_channels_of_2x2_images_are_refused_naming_file_and_axes(tmp_path):
+    data = np.ones((1, 3, 64, 2, 2), np.uint16)  # ImageJ TZCYX: 64 "channels" of 2 x 2 pixels
+    path = _tiff_with_axes(tmp_path / "odd.tif", data, "TZCYX")
+    err = read_fails(path, r"axes 'ZCYX' \(from the file's metadata\).*64 channels of 2 × 2")
+    assert "(1, 64, 3, 2, 2)" in str(err) and "--axes" in str(err)
+    npy = tmp_path / "odd.npy"
+    np.save(npy, np.ones((64, 3, 2, 2), np.float32))
+    read_fails(npy, r"axes 'CZYX' \(given\).*64 channels", axes="CZYX", voxel_size_um=VOXEL)
+
+
+@pytest.mark.parametrize(
+    ("shape", "match"),
+    [((500, 1, 2, 4, 4), r"500 time points.*32 voxels"), ((1, 40, 1, 2, 16), r"40 channels")],
+)
+def test_more_frames_or_channels_than_voxels_per_image_are_refused(tmp_path, shape, match):
+    path = tmp_path / "tall.npy"
+    np.save(path, np.ones(shape, np.uint8))
+    read_fails(path, rf"axes 'TCZYX' \(guessed.*{match}", voxel_size_um=VOXEL)
+
+
+@pytest.mark.parametrize(
+    ("shape", "match"),
+    [((1, 12, 5, 16, 16), r"12 channels.*more than 8"), ((2, 1, 5, 3, 16), r"3 × 16 pixels")],
+)
+def test_unlikely_axes_warn_naming_file_and_axes(tmp_path, shape, match):
+    path = tmp_path / "odd.npy"
+    np.save(path, np.ones(shape, np.uint8))
+    with pytest.warns(UserWarning, match=rf"odd\.npy.*axes 'TCZYX'.*{match}"):
+        assert read_volume(path, voxel_size_um=VOXEL).shape == shape
+
+
+def test_plausible_axes_read_without_a_warning(tmp_path, movie):
+    path = write_tiff(tmp_path / "movie.tif", movie, VOXEL)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_volume(path).shape == movie.shape

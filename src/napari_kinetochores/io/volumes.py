@@ -48,6 +48,8 @@ from napari_kinetochores import DEFAULT_VOXEL_SIZE_UM
 from napari_kinetochores.errors import InputError
 
 __all__ = [
+    "MAX_CHANNELS",
+    "MIN_IMAGE_SIDE",
     "TCZYX",
     "RawVolume",
     "Volume",
@@ -377,6 +379,84 @@ def _guess_axes(ndim: int, shape: tuple, path: Path) -> str:
     )
 
 
+#: A kinetochore movie has a few channels (EGFP, mCherry, maybe one more);
+#: more than this suggests that T or Z was taken for C.
+MAX_CHANNELS = 8
+#: An image narrower than this (pixels along Y or X) cannot hold a spot.
+MIN_IMAGE_SIDE = 4
+
+
+_AXES_ORIGIN = {
+    "given": "given",
+    "metadata": "from the file's metadata",
+    "guessed": "guessed: the file has no axis metadata",
+}
+
+
+def _check_axes_sense(
+    shape_tczyx: tuple[int, ...], axes: str, path: str | Path | None, origin: str = "metadata"
+) -> None:
+    """Refuse or warn about a TCZYX shape that suggests wrong axes metadata.
+
+    The rules, on the shape (T, C, Z, Y, X) after reordering:
+
+    * InputError: more than :data:`MAX_CHANNELS` channels while Y or X is
+      below :data:`MIN_IMAGE_SIDE` (e.g. 64 channels of 2 × 2 images): a
+      spatial axis was taken for C.
+    * InputError: more time points or channels than voxels in one image
+      (T or C > Z·Y·X): the axes are mixed up.
+    * UserWarning: more than :data:`MAX_CHANNELS` channels.
+    * UserWarning: Y or X below :data:`MIN_IMAGE_SIDE` pixels.
+
+    Parameters
+    ----------
+    shape_tczyx
+        The shape (T, C, Z, Y, X).
+    axes
+        The axes the array was read with (e.g. ``"TZCYX"``).
+    path
+        The file, named in the message.
+    origin
+        Where the axes came from: ``"given"`` (by the caller), ``"metadata"``
+        or ``"guessed"`` (no metadata; from the number of dimensions).
+
+    Examples
+    --------
+    >>> _check_axes_sense((10, 2, 40, 512, 512), "TZCYX", "movie.tif")  # fine: no output
+    >>> _check_axes_sense((1, 64, 3, 2, 2), "ZCYX", "odd.tif")
+    Traceback (most recent call last):
+    ...
+    napari_kinetochores.errors.InputError: odd.tif: the axes 'ZCYX' (from the file's metadata) give 64 channels of 2 × 2 pixels (TCZYX shape (1, 64, 3, 2, 2)), which is no movie; give the right axes, e.g. axes='TZCYX' (--axes on the command line)
+    """
+    t, c, z, y, x = shape_tczyx
+    what = f"the axes {axes!r} ({_AXES_ORIGIN[origin]}) give"
+    advice = "give the right axes, e.g. axes='TZCYX' (--axes on the command line)"
+    if c > MAX_CHANNELS and min(y, x) < MIN_IMAGE_SIDE:
+        problem = f"{c} channels of {y} × {x} pixels"
+    elif max(t, c) > z * y * x:
+        n, name = (t, "time points") if t >= c else (c, "channels")
+        problem = f"{n} {name} of {z} × {y} × {x} = {z * y * x} voxels"
+    else:
+        problem = None
+    if problem is not None:
+        raise InputError(
+            f"{what} {problem} (TCZYX shape {tuple(shape_tczyx)}), which is no movie; {advice}",
+            path,
+        )
+    odd = []
+    if c > MAX_CHANNELS:
+        odd.append(f"{c} channels (more than {MAX_CHANNELS})")
+    if min(y, x) < MIN_IMAGE_SIDE:
+        odd.append(f"images of {y} × {x} pixels (too small to hold a spot)")
+    if odd:
+        warnings.warn(
+            f"{path}: {what} {' and '.join(odd)} (TCZYX shape {tuple(shape_tczyx)}); "
+            f"check the axes; if they are wrong, {advice}",
+            UserWarning,
+            stacklevel=4,  # the caller of read_volume
+        )
+
+
 def _check_ndim(shape: tuple, path: Path) -> None:
     if not 3 <= len(shape) <= 5:
         raise InputError(
@@ -489,14 +569,17 @@ def read_volume(
     ------
     InputError
         Missing file, unsupported suffix, corrupt or truncated file, wrong
-        number of dimensions, unknown or ambiguous axes, empty or NaN-only
-        volume, invalid voxel size. The message names the file.
+        number of dimensions, unknown or ambiguous axes, axes that make no
+        movie (more than 8 channels of images under 4 pixels wide, or more
+        frames or channels than voxels per image), empty or NaN-only volume,
+        invalid voxel size. The message names the file (and the axes).
 
     Warns
     -----
     UserWarning
         When the voxel size is neither in the metadata nor given, and the
-        default (0.30, 0.13, 0.13) µm is used.
+        default (0.30, 0.13, 0.13) µm is used; when the axes give more than 8
+        channels or images under 4 pixels along Y or X.
 
     Examples
     --------
@@ -531,6 +614,13 @@ def _finish(
 ) -> Volume:
     """Normalise what a reader found into a checked :class:`Volume`."""
     data, file_axes = _tczyx_data(raw, path, user_axes)
+    if user_axes is not None:
+        origin = "given"
+    elif raw.axes is None or set(raw.axes) & {"Q", "I"}:
+        origin = "guessed"
+    else:
+        origin = "metadata"
+    _check_axes_sense(tuple(int(s) for s in data.shape), file_axes, path, origin)
     _check_values(data, path)
     if user_voxel is not None:
         voxel, source = user_voxel, "user"
