@@ -23,6 +23,7 @@ detectors, ``.venv-peers`` runs the peers).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -129,6 +130,7 @@ class UNet(Detector):
             "threshold": float(info.threshold),
             "min_distance_um": float(info.min_distance_um),
             "tile_shape": [int(v) for v in self.detector.tile_shape],
+            "single_frames": "the library's model choice (for_volume: bundled default -> single_frame)",
         }
 
     def needs_channels(self) -> int:
@@ -139,9 +141,14 @@ class UNet(Detector):
         from napari_kinetochores.io import volume_from_array
 
         volume = volume_from_array(movie, voxel_size_um, path="peer benchmark movie")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the hand-over warning, once per call
+            # the library's model choice: the bundled default hands a single frame (the
+            # speed and real-data runs) to the single-frame model, as `kinetochores detect` does
+            detector = self.detector.for_volume(volume, 0)
         out = []
         for t in range(volume.n_frames):
-            found = self.detector.detect_frame(volume, t, 0, threshold=threshold)
+            found = detector.detect_frame(volume, t, 0, threshold=threshold)
             coords, scores = found[0][1], found[0][2]
             out.append((np.asarray(coords, float).reshape(-1, 3), np.asarray(scores, float)))
         return out
@@ -186,6 +193,7 @@ class StarDist(Detector):
             "prob_thresh": float(self.detector.threshold),
             "nms_thresh": float(self.detector.nms_threshold),
             "tile_shape": [int(v) for v in self.detector.tile_shape],
+            "single_frames": "the library's model choice (for_volume: bundled default -> single_frame)",
         }
 
     def detect(self, frame, voxel_size_um):
@@ -292,13 +300,29 @@ def _odd_ceil(value: float) -> int:
     return n if n % 2 == 1 else n + 1
 
 
+def trackpy_minmass(frame: np.ndarray) -> float:
+    """trackpy's documented ``minmass`` rule: 100 for integer images, 1 for float images.
+
+    (``trackpy.locate``'s docstring: "Recommended minimum values are 100 for
+    integer images and 1 for float images".) Frames travel as float32, so an
+    integer image is recognised by its values.
+
+    Examples
+    --------
+    >>> trackpy_minmass(np.array([[1.0, 2.0]], np.float32)), trackpy_minmass(np.array([0.5]))
+    (100.0, 1.0)
+    """
+    values = np.asarray(frame)
+    integer = np.issubdtype(values.dtype, np.integer) or bool(np.all(values == np.round(values)))
+    return 100.0 if integer else 1.0
+
+
 class Trackpy(Detector):
     """trackpy ``locate`` in 3D: anisotropic diameter (odd integers per axis), mass as the score.
 
     diameter = the smallest odd integer >= 4 nominal PSF sigmas (in voxels) per
-    axis; everything else (separation = diameter + 1, percentile, minmass) is
-    trackpy's default. trackpy's default ``minmass`` is no filter at all, so the
-    automatic threshold keeps every feature.
+    axis; ``minmass`` by trackpy's documented rule (:func:`trackpy_minmass`);
+    everything else (separation = diameter + 1, percentile) is trackpy's default.
     """
 
     name = "trackpy"
@@ -311,25 +335,29 @@ class Trackpy(Detector):
 
         return {
             "diameter": self.diameter(voxel_size_um),
-            "minmass": "default (none)",
+            "minmass": "100 for integer images, 1 for float images (trackpy's docstring)",
             "engine": "auto",
             "numba": _has("numba"),
             "version": trackpy.__version__,
         }
 
-    def _locate(self, frame, voxel_size_um):
+    def _locate(self, frame, voxel_size_um, minmass: float):
         import trackpy
 
         trackpy.quiet()
-        return trackpy.locate(np.asarray(frame, np.float32), self.diameter(voxel_size_um))
+        return trackpy.locate(
+            np.asarray(frame, np.float32), self.diameter(voxel_size_um), minmass=minmass
+        )
 
     def detect(self, frame, voxel_size_um):
-        features = self._locate(frame, voxel_size_um)
+        features = self._locate(frame, voxel_size_um, trackpy_minmass(frame))
         return features[["z", "y", "x"]].to_numpy(float), features["mass"].to_numpy(float)
 
     def candidates(self, frame, voxel_size_um):
-        coords, mass = self.detect(frame, voxel_size_um)
-        return coords, mass, -math.inf
+        features = self._locate(frame, voxel_size_um, 0.0)
+        # trackpy keeps mass > minmass; scores >= the next float up select the same features
+        auto = float(np.nextafter(trackpy_minmass(frame), np.inf))
+        return features[["z", "y", "x"]].to_numpy(float), features["mass"].to_numpy(float), auto
 
 
 def _has(module: str) -> bool:
@@ -339,23 +367,27 @@ def _has(module: str) -> bool:
 
 
 class BlobLog(Detector):
-    """scikit-image ``blob_log`` with anisotropic sigmas (z, y, x).
+    """scikit-image ``blob_log`` with anisotropic sigmas (z, y, x), threshold from the image's noise.
 
     The frame is min-max normalised to [0, 1] (as ``img_as_float`` would do
     for a full-range image); sigmas go from 0.8x to 1.25x the nominal PSF
-    sigma in 3 steps; ``threshold`` is skimage's default 0.2. The score of a
-    blob is its scale-normalised LoG response, the quantity ``threshold``
-    acts on. Overlap pruning is skimage's (it keeps the larger blob, whatever
-    the score), so a candidate sweep is close to, not exactly, re-running
-    blob_log at each threshold; run_peers.py reports the difference at the
-    automatic threshold.
+    sigma in 3 steps. ``threshold`` (an absolute bound on the scale-normalised
+    LoG response) is ``noise_sigmas`` times the robust standard deviation
+    (1.4826 × MAD) of that response at the smallest sigma, the noisiest
+    level of the scale space: a 5-sigma (Rose criterion) call on each image's
+    own noise, where skimage's default 0.2 depends on the image's range. The score of a blob is its scale-normalised
+    LoG response, the quantity ``threshold`` acts on. Overlap pruning is
+    skimage's (it keeps the larger blob, whatever the score), so a candidate
+    sweep is close to, not exactly, re-running blob_log at each threshold;
+    run_peers.py reports the difference at the automatic threshold.
     """
 
     name = "blob_log"
     scales = (0.8, 1.25)
     num_sigma = 3
-    threshold = 0.2
-    candidate_threshold = 0.05
+    noise_sigmas = 5.0
+    candidate_fraction = 0.25
+    """Candidates: blobs above this fraction of the automatic threshold (the oracle's range)."""
 
     def settings(self, voxel_size_um):
         sigma = sigma_px(voxel_size_um)
@@ -363,7 +395,7 @@ class BlobLog(Detector):
             "min_sigma": [round(float(v), 3) for v in sigma * self.scales[0]],
             "max_sigma": [round(float(v), 3) for v in sigma * self.scales[1]],
             "num_sigma": self.num_sigma,
-            "threshold": self.threshold,
+            "threshold": f"{self.noise_sigmas:g} x robust sd of the LoG response at min_sigma",
             "normalisation": "min-max to [0, 1]",
         }
 
@@ -372,6 +404,15 @@ class BlobLog(Detector):
         image = np.asarray(frame, np.float32)
         low, high = float(image.min()), float(image.max())
         return (image - low) / max(high - low, 1e-12)
+
+    def threshold(self, image, voxel_size_um) -> float:
+        """``noise_sigmas`` robust standard deviations of the scale-normalised LoG response at min_sigma."""
+        from scipy import ndimage
+
+        sigma = sigma_px(voxel_size_um) * self.scales[0]
+        response = -ndimage.gaussian_laplace(image, sigma) * float(np.mean(sigma)) ** 2
+        mad = float(np.median(np.abs(response - np.median(response))))
+        return self.noise_sigmas * 1.4826 * mad
 
     def _run(self, image, voxel_size_um, threshold):
         from skimage.feature import blob_log
@@ -400,13 +441,15 @@ class BlobLog(Detector):
         return scores
 
     def detect(self, frame, voxel_size_um):
-        blobs = self._run(self._normalise(frame), voxel_size_um, self.threshold)
+        image = self._normalise(frame)
+        blobs = self._run(image, voxel_size_um, self.threshold(image, voxel_size_um))
         return blobs[:, :3].astype(float), np.ones(len(blobs))
 
     def candidates(self, frame, voxel_size_um):
         image = self._normalise(frame)
-        blobs = self._run(image, voxel_size_um, self.candidate_threshold)
-        return blobs[:, :3].astype(float), self._scores(image, blobs), self.threshold
+        auto = self.threshold(image, voxel_size_um)
+        blobs = self._run(image, voxel_size_um, self.candidate_fraction * auto)
+        return blobs[:, :3].astype(float), self._scores(image, blobs), auto
 
 
 class Spotiflow(Detector):

@@ -151,12 +151,26 @@ def _table(rows: np.ndarray) -> pd.DataFrame:
     )
 
 
-def _strongest(table: pd.DataFrame, gt: pd.DataFrame, auto: float) -> pd.DataFrame:
-    """Every candidate at or above the automatic threshold, plus per frame the 10 × (true
-    spots) + 100 strongest below it (the oracle's useful range; noise maxima beyond that
-    only slow the sweep)."""
-    parts = [table[table["score"] >= auto]]
-    below = table[~(table["score"] >= auto)]
+def at_or_above(table: pd.DataFrame, per_frame: np.ndarray) -> np.ndarray:
+    """Rows whose score reaches their own frame's automatic threshold (NaN: no threshold).
+
+    Examples
+    --------
+    >>> table = pd.DataFrame({"t": [0, 0, 1], "score": [0.5, 2.0, 0.5]})
+    >>> at_or_above(table, np.array([1.0, 0.4])).tolist()
+    [False, True, True]
+    """
+    thresholds = np.nan_to_num(np.asarray(per_frame, float), nan=-np.inf)
+    return table["score"].to_numpy() >= thresholds[table["t"].to_numpy().astype(int)]
+
+
+def _strongest(table: pd.DataFrame, gt: pd.DataFrame, per_frame: np.ndarray) -> pd.DataFrame:
+    """Every candidate at or above its frame's automatic threshold, plus per frame the 10 ×
+    (true spots) + 100 strongest below it (the oracle's useful range; noise maxima beyond
+    that only slow the sweep)."""
+    above = at_or_above(table, per_frame)
+    parts = [table[above]]
+    below = table[~above]
     for t, frame in below.groupby("t"):
         parts.append(frame.nlargest(10 * int((gt["t"] == t).sum()) + 100, "score"))
     return pd.concat(parts, ignore_index=True).sort_values(["t", "score"], ignore_index=True)
@@ -247,7 +261,9 @@ def run_accuracy(
     """
     candidates: dict[str, dict[str, list]] = {key: {} for key in workers}
     autos: dict[str, dict[str, list]] = {key: {} for key in workers}
-    auto_thresholds: dict[str, float] = {}
+    # Each frame's own automatic threshold, per method, condition and movie: Big-FISH,
+    # trackpy and blob_log choose theirs per image (one value for all once hid that).
+    auto_thresholds: dict[str, dict[str, list[np.ndarray]]] = {key: {} for key in workers}
     seconds: dict[str, float] = {key: 0.0 for key in workers}
     for name, condition in conditions.items():
         started = time.perf_counter()
@@ -270,9 +286,10 @@ def run_accuracy(
                     continue
                 seconds[key] += answer["seconds"]
                 result = np.load(out)
-                auto_thresholds[key] = float(result["auto_threshold"])
+                per_frame = np.asarray(result["auto_thresholds"], float)
+                auto_thresholds[key].setdefault(name, []).append(per_frame)
                 candidates[key].setdefault(name, []).append(
-                    (_strongest(_table(result["candidates"]), gt, auto_thresholds[key]), gt, voxel)
+                    (_strongest(_table(result["candidates"]), gt, per_frame), gt, voxel)
                 )
                 if m == 0 or key in check_all:
                     autos[key].setdefault(name, []).append((_table(result["auto"]), gt, voxel, m))
@@ -295,7 +312,11 @@ def _summarise(workers, conditions, candidates, autos, auto_thresholds, seconds,
     for key in workers:
         if not candidates[key]:
             continue
-        auto = auto_thresholds[key]
+        every_frame = np.concatenate(
+            [t for runs in auto_thresholds[key].values() for t in runs] + [np.zeros(0)]
+        )
+        finite = every_frame[np.isfinite(every_frame)]
+        auto = float(np.median(finite)) if finite.size else float("nan")
         scores = np.concatenate(
             [p["score"].to_numpy() for runs in candidates[key].values() for p, _, _ in runs]
         )
@@ -312,7 +333,11 @@ def _summarise(workers, conditions, candidates, autos, auto_thresholds, seconds,
         frames_same = frames_total = 0
         crosscheck[key] = {}
         for name, runs in candidates[key].items():
-            filtered = [(p[p["score"] >= auto], gt, voxel) for p, gt, voxel in runs]
+            per_movie = auto_thresholds[key][name]
+            filtered = [
+                (p[at_or_above(p, thresholds)], gt, voxel)
+                for (p, gt, voxel), thresholds in zip(runs, per_movie, strict=True)
+            ]
             real_auto = {m: table for table, _, _, m in autos[key].get(name, [])}
             # The automatic result: the method's own call where it ran, the filtered candidates elsewhere.
             auto_pairs = []
@@ -323,7 +348,11 @@ def _summarise(workers, conditions, candidates, autos, auto_thresholds, seconds,
                     pred = real_auto[m]
                 auto_pairs.append((pred, gt, voxel))
             row = {"auto": pooled_metrics(auto_pairs)}
-            row["auto"]["threshold"] = auto
+            used = np.concatenate(per_movie)
+            used = used[np.isfinite(used)]
+            row["auto"]["threshold"] = float(np.median(used)) if used.size else None
+            if used.size and used.min() != used.max():
+                row["auto"]["threshold_range"] = [float(used.min()), float(used.max())]
             curves[name] = f1_curve(runs, grid)
             best = int(np.argmax(curves[name]))
             row["oracle"] = pooled_metrics(

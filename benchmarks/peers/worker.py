@@ -39,19 +39,22 @@ from benchmarks.peers.detectors import make_detector
 
 
 def accuracy(detector, request: dict) -> dict:
-    """Candidates (and optionally the automatic result) of channel 0 of every frame of a movie."""
+    """Candidates (and optionally the automatic result) of channel 0 of every frame of a movie.
+
+    Each frame's automatic threshold is kept (``auto_thresholds``, one per
+    frame): Big-FISH, trackpy and blob_log choose theirs per image.
+    """
     movie = np.load(request["movie"])
     voxel = request["voxel"]
     start = time.perf_counter()
-    rows, auto_rows = [], []
-    auto_threshold = None
+    rows, auto_rows, thresholds = [], [], []
     if detector.name == "unet":
         if detector.needs_channels() > movie.shape[1]:
             return {"skipped": f"model needs {detector.needs_channels()} channels"}
         found = detector.detect_movie(movie, voxel, detector.candidate_threshold())
-        auto_threshold = detector.auto_score()
         for t, (coords, scores) in enumerate(found):
             rows.append(np.column_stack([np.full(len(coords), t), coords, scores]))
+            thresholds.append(detector.auto_score())
         if request.get("check_auto"):
             for t, (coords, scores) in enumerate(detector.detect_movie(movie, voxel)):
                 auto_rows.append(np.column_stack([np.full(len(coords), t), coords, scores]))
@@ -59,19 +62,25 @@ def accuracy(detector, request: dict) -> dict:
         for t in range(movie.shape[0]):
             coords, scores, auto_threshold = detector.candidates(movie[t, 0], voxel)
             rows.append(np.column_stack([np.full(len(coords), t), coords, scores]))
+            thresholds.append(auto_threshold)
             if request.get("check_auto"):
                 coords, scores = detector.detect(movie[t, 0], voxel)
                 auto_rows.append(np.column_stack([np.full(len(coords), t), coords, scores]))
     seconds = time.perf_counter() - start
     table = np.concatenate(rows) if rows else np.zeros((0, 5))
     auto_table = np.concatenate(auto_rows) if auto_rows else np.zeros((0, 5))
+    per_frame = np.array([np.nan if v is None else float(v) for v in thresholds], np.float64)
     np.savez(
         request["out"],
         candidates=table.reshape(-1, 5),
         auto=auto_table.reshape(-1, 5),
-        auto_threshold=np.float64(auto_threshold if auto_threshold is not None else np.nan),
+        auto_thresholds=per_frame,
     )
-    return {"seconds": seconds, "n_candidates": len(table), "auto_threshold": auto_threshold}
+    return {
+        "seconds": seconds,
+        "n_candidates": len(table),
+        "auto_thresholds": per_frame.tolist(),
+    }
 
 
 def timing(detector, request: dict) -> dict:
