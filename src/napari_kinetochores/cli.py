@@ -55,7 +55,9 @@ def _detection_args(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--method", choices=METHODS, default=METHODS[0])
     parser.add_argument(
-        "--model", help="UNet checkpoint or StarDist model folder (path or bundled name)"
+        "--model",
+        help="UNet checkpoint or bioimage.io package (.zip), or StarDist model folder (path or "
+        "bundled name)",
     )
     parser.add_argument(
         "--threshold",
@@ -213,6 +215,22 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--output-dir", type=Path, help="overrides the config's output folder")
     tr.add_argument("--resume", type=Path, help="checkpoint to resume from")
     tr.add_argument("--device", choices=("cuda", "mps", "cpu"))
+    ft = sub.add_parser("finetune", help="fine-tune a UNet on your corrected frames of one movie")
+    ft.add_argument("movie", type=Path)
+    ft.add_argument("points", type=Path, help="corrected points (CSV); 'deleted' rows are ignored")
+    ft.add_argument("-o", "--output", type=Path, required=True, help="the model written (.pt)")
+    ft.add_argument(
+        "--frames", help='frames to learn from: "3", "0:10" or "1,4,7" (default: those with points)'
+    )
+    ft.add_argument("--minutes", type=float, default=10.0, help="time budget (default 10)")
+    ft.add_argument("--init", default="default", help="model to start from (name or .pt)")
+    ft.add_argument("--channel", type=int, default=0, help="kinetochore channel (default 0)")
+    _voxel_size_arg(ft)
+    ex = sub.add_parser(
+        "export-bioimageio", help="write a UNet as a bioimage.io model package (docs/bioimageio.md)"
+    )
+    ex.add_argument("model", help="bundled model name (default, single_frame) or checkpoint (.pt)")
+    ex.add_argument("-o", "--output", type=Path, required=True, help="the package written (.zip)")
     _add_pair_track_measure_parsers(sub)
     return parser
 
@@ -395,6 +413,33 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(
         f"best checkpoint: {result.best_checkpoint} (validation F1 {result.best_f1:.4f} "
         f"on {result.validated_on})"
+    )
+    return 0
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from napari_kinetochores.training.finetune import finetune, read_finetune_inputs
+
+    volume, points = read_finetune_inputs(args.movie, args.points, args.voxel_size)
+    try:
+        result = finetune(
+            volume.data,
+            points,
+            volume.voxel_size_um,
+            args.output,
+            frames=_frames(args.frames),
+            minutes=args.minutes,
+            init=args.init,
+            channel=args.channel,
+            source=args.points,
+        )
+    except KeyboardInterrupt:
+        if args.output.is_file():
+            print(f"interrupted; the best model so far is {args.output}", file=sys.stderr)
+        raise
+    print(
+        f"wrote {args.output}: validation F1 {result.best_f1:.3f} at threshold "
+        f"{result.threshold:g} ({args.init}: {result.initial_f1:.3f}) on {result.validated_on}"
     )
     return 0
 
@@ -661,8 +706,20 @@ COMMANDS = {
     "batch": cmd_batch,
     "evaluate": cmd_evaluate,
     "train": cmd_train,
+    "finetune": cmd_finetune,
 }
 COMMANDS.update({"pair": cmd_pair, "track": cmd_track, "measure": cmd_measure})
+
+
+def cmd_export_bioimageio(args: argparse.Namespace) -> int:
+    from napari_kinetochores.nn.bioimageio import export_bioimageio
+
+    path = export_bioimageio(args.model, args.output)
+    print(f"wrote {path}: bioimage.io package of {args.model} (detect with --model {path})")
+    return 0
+
+
+COMMANDS["export-bioimageio"] = cmd_export_bioimageio
 
 
 def main(argv: Sequence[str] | None = None) -> int:

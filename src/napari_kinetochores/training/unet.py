@@ -134,12 +134,19 @@ def _targets_for(points_by_channel, shape, voxel_size_um, config: TrainConfig) -
 
 
 def prepare_sample(
-    image_tczyx, points, voxel_size_um, config: TrainConfig, source: str = ""
+    image_tczyx,
+    points,
+    voxel_size_um,
+    config: TrainConfig,
+    source: str = "",
+    frames: Sequence[int] | None = None,
 ) -> Sample:
     """Turn a movie (T, C, Z, Y, X) and its point table into training inputs and targets.
 
-    Raises :class:`InputError` when there are no points for a detected channel
-    or points fall outside the volume.
+    ``frames`` (default: all) are the frames prepared, in that order; a
+    temporal model still reads their neighbours. Raises :class:`InputError`
+    when there are no points for a detected channel or points fall outside
+    the volume.
     """
     image = np.asarray(image_tczyx)
     n_frames, n_channels = image.shape[:2]
@@ -168,7 +175,7 @@ def prepare_sample(
         return image[t, c]
 
     inputs, targets, spot_lists = [], [], []
-    for t in range(n_frames):
+    for t in range(n_frames) if frames is None else frames:
         in_frame = points[np.round(points["t"]).astype(int) == t]
         per_channel = []
         for channel in config.model.detected_channels:
@@ -378,7 +385,11 @@ class UNetTraining:
         rng: np.random.Generator,
         saved_state: dict | None = None,
         samples: Sequence | None = None,
+        plan: ValidationPlan | None = None,
+        pool: SamplePool[Sample] | None = None,
     ) -> None:
+        """``plan`` and ``pool`` replace the validation frames and training samples drawn from
+        ``config.data`` / ``samples`` (fine-tuning builds its own: :mod:`.finetune`)."""
         import torch
 
         self.config, self.model, self.device, self.rng = config, model, device, rng
@@ -388,12 +399,14 @@ class UNetTraining:
         self.use_amp = device == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.state = self._resumed(saved_state)
-        movies = user_movies(config.data, samples)
-        channel = config.model.detected_channels[0]
-        self.plan = plan_validation(
-            config.validation, movies, channel, config.model.temporal_window
-        )
-        self.pool = training_pool(config, rng, movies, self.plan, self.state.start_epoch)
+        if plan is None or pool is None:
+            movies = user_movies(config.data, samples)
+            channel = config.model.detected_channels[0]
+            plan = plan or plan_validation(
+                config.validation, movies, channel, config.model.temporal_window
+            )
+            pool = pool or training_pool(config, rng, movies, plan, self.state.start_epoch)
+        self.plan, self.pool = plan, pool
         self.augment = Augmenter()
         self.target_fill = 1.0 if config.model.target == "distance" else 0.0
 
