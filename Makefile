@@ -35,10 +35,10 @@ $(VENV)/.stamp-demo: pyproject.toml | $(PY)
 	$(PIP) install --quiet -e ".[napari]"
 	touch $@
 
-# The stardist extra (stardist + tensorflow-cpu) too, so the tests cover the StarDist
-# backend; it pulls no torch.
+# The stardist extra (stardist + tensorflow-cpu) and the bioimageio extra too, so the tests
+# cover the StarDist backend and bioimage.io packages; neither pulls torch.
 $(VENV)/.stamp-install: $(VENV)/.stamp-demo
-	$(PIP) install --quiet -e ".[dev,stardist]"
+	$(PIP) install --quiet -e ".[dev,stardist,bioimageio]"
 	touch $@
 
 install: $(VENV)/.stamp-install

@@ -330,3 +330,23 @@ def test_console_script_bad_input_exit_code(tmp_path):
     )
     assert result.returncode == 2
     assert "a.csv" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_export_bioimageio_then_detect_gives_the_default_models_points(tmp_path, capsys):
+    """Issue 22: ``detect --model pkg.zip`` gives the same CSV rows as ``--model default``."""
+    pytest.importorskip(
+        "bioimageio.spec",
+        reason='bioimage.io support not installed: pip install "napari-kinetochores[bioimageio]"',
+    )
+    package, movie = tmp_path / "pkg.zip", tmp_path / "movie.tif"
+    assert main(["export-bioimageio", "default", "-o", str(package)]) == 0
+    assert "pkg.zip" in capsys.readouterr().out
+    args = ["simulate", str(movie), "--gt", str(tmp_path / "gt.csv"), "--frames", "3"]
+    assert main([*args, "--shape", "16", "64", "64", "--pairs", "6", "--seed", "1"]) == 0
+    tables = {}
+    for model in ("default", str(package)):
+        output = tmp_path / f"{Path(model).stem}.csv"
+        assert main(["detect", str(movie), "--model", model, "-o", str(output), "--quiet"]) == 0
+        tables[model] = output.read_text()
+    assert len(tables["default"].splitlines()) > 20  # 12 kinetochores x 3 frames, and a header
+    assert tables[str(package)] == tables["default"]

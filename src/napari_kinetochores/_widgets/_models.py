@@ -13,10 +13,12 @@ from pathlib import Path
 from psygnal import Signal
 
 FROM_FILE = "model file…"
+MODEL_FILE_FILTER = "*.pt *.zip"
+"""UNet model files: checkpoints and bioimage.io packages (:mod:`napari_kinetochores.nn.bioimageio`)."""
 
 
 class ModelRegistry:
-    """Checkpoints trained in this napari session (newest last)."""
+    """Checkpoints trained (and packages exported) in this napari session (newest last)."""
 
     changed = Signal()
 
@@ -36,8 +38,9 @@ registry = ModelRegistry()
 
 
 def label_of(path: Path) -> str:
-    """How a trained checkpoint is listed: ``trained: <folder>/<file>``."""
-    return f"trained: {path.parent.name}/{path.name}"
+    """How a trained model is listed: ``trained: <folder>/<file>`` (``bioimage.io: …`` for a package)."""
+    kind = "bioimage.io" if path.suffix == ".zip" else "trained"
+    return f"{kind}: {path.parent.name}/{path.name}"
 
 
 def bundled_names() -> list[str]:

@@ -60,7 +60,12 @@ from napari_kinetochores._widgets._layers import (
     require_layer,
     set_points,
 )
-from napari_kinetochores._widgets._models import FROM_FILE, model_choices, registry
+from napari_kinetochores._widgets._models import (
+    FROM_FILE,
+    MODEL_FILE_FILTER,
+    model_choices,
+    registry,
+)
 from napari_kinetochores.detection import DetectionOptions, iter_detections
 from napari_kinetochores.errors import InputError
 
@@ -144,7 +149,7 @@ class DetectWidget(KinetochoreWidget):
         self.method = ComboBox(label="method", choices=detection_methods(), value="unet")
         self.model = ComboBox(label="model", choices=lambda _w: model_choices())
         self.model_file = FileEdit(
-            label="model file", mode="r", filter="*.pt", nullable=True, visible=False
+            label="model file", mode="r", filter=MODEL_FILE_FILTER, nullable=True, visible=False
         )
         self.stardist_folder = FileEdit(
             label="StarDist model folder",

@@ -121,6 +121,17 @@ def stardist_training_worker(
         return {"error": error}
 
 
+@thread_worker
+def bioimageio_export_worker(checkpoint: Path, package: Path):
+    """Run :func:`~napari_kinetochores.nn.bioimageio.export_bioimageio`; ``{"result": …}`` or ``{"error": …}``."""
+    from napari_kinetochores.nn.bioimageio import export_bioimageio
+
+    try:
+        return {"result": export_bioimageio(checkpoint, package)}
+    except Exception as error:  # reported by the widget as a notification
+        return {"error": error}
+
+
 class TrainWidget(KinetochoreWidget):
     """Train or fine-tune the detector on an image layer and its corrected points.
 
@@ -168,7 +179,14 @@ class TrainWidget(KinetochoreWidget):
         )
         self.train_button = PushButton(text="Train")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
-        buttons = Container(widgets=[self.train_button, self.cancel_button], layout="horizontal")
+        self.export_button = PushButton(
+            text="Export to bioimage.io",
+            tooltip="write the UNet just trained as a bioimage.io package (.zip) beside it",
+        )
+        buttons = Container(
+            widgets=[self.train_button, self.cancel_button, self.export_button],
+            layout="horizontal",
+        )
         buttons.margins = (0, 0, 0, 0)
         self.form.extend(
             [
@@ -200,6 +218,7 @@ class TrainWidget(KinetochoreWidget):
         self.network.changed.connect(self._model_changed)
         self.train_button.changed.connect(self.guarded("Training", self.start))
         self.cancel_button.changed.connect(self.cancel)
+        self.export_button.changed.connect(self.guarded("Export", self.export_bioimageio))
         registry.changed.connect(self._models_changed)
         self._model_changed()
 
@@ -326,6 +345,29 @@ class TrainWidget(KinetochoreWidget):
         if self.worker is not None:
             self._cancel.set()
             self.set_status("cancelling: finishing the epoch and keeping the best checkpoint…")
+
+    def export_bioimageio(self) -> None:
+        """Write the UNet just trained as ``<checkpoint>.bioimageio.zip`` beside it, in a worker."""
+        checkpoint = getattr(self.result, "best_checkpoint", None)
+        if checkpoint is None:
+            raise InputError("no UNet was trained here yet: train one, then export it")
+        package = Path(checkpoint).with_suffix(".bioimageio.zip")
+        self.export_button.enabled = False
+        self.set_status(f"exporting {checkpoint} to {package}…")
+        self.export_worker = bioimageio_export_worker(Path(checkpoint), package)
+        self.export_worker.returned.connect(self._on_exported)
+        self.export_worker.start()
+
+    def _on_exported(self, outcome: dict) -> None:
+        self.export_button.enabled = True
+        if "error" in outcome:
+            self.fail(outcome["error"], "Export")
+            return
+        label = registry.add(outcome["result"])
+        self.announce(
+            f"wrote the bioimage.io package {outcome['result']}: choose '{label}' in Detect "
+            "kinetochores, or open it in ilastik or deepImageJ (docs/bioimageio.md)"
+        )
 
     def _on_epoch(self, row: dict) -> None:
         self.history.append(dict(row))

@@ -124,9 +124,15 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> LoadedModel:
     Raises :class:`InputError` naming the file (and the field) when it is
     missing, corrupt, not one of ours, holds objects other than tensors and
     plain data, describes a network out of bounds, has invalid info, or holds
-    weights of another architecture.
+    weights of another architecture. A bioimage.io model package (a zip) is
+    rebuilt into a checkpoint by
+    :func:`napari_kinetochores.nn.bioimageio.load_bioimageio_package`.
     """
     path = Path(path)
+    from napari_kinetochores.nn.bioimageio import is_bioimageio_package, load_bioimageio_package
+
+    if is_bioimageio_package(path):  # a bioimage.io model package: rebuilt in memory
+        return load_bioimageio_package(path, device)
     payload = _read_payload(path, device)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise InputError("not a napari-kinetochores checkpoint (no format tag)", path)
@@ -422,7 +428,9 @@ def bundled_model_path(name: str | None = None, must_exist: bool = True) -> Path
     With ``must_exist=False`` a missing bundled model returns None instead of
     raising.
     """
-    if name is not None and (os.sep in name or name.endswith(".pt") or Path(name).exists()):
+    if name is not None and (
+        os.sep in name or name.endswith((".pt", ".zip")) or Path(name).exists()
+    ):
         path = Path(name)
         if must_exist and not path.is_file():
             raise InputError("model file not found", path)
