@@ -75,11 +75,14 @@ TRAINING_DISTRIBUTION = {
     "moderate, wide PSF": "inside (xy sigma at the +30 % edge)",
     "moderate, foreign renderer": "outside",
     "low, foreign renderer": "outside",
+    # the peer benchmark's extra conditions
+    "moderate, anisotropic voxels (z 0.5 µm)": "outside (z voxel beyond +15 %)",
+    "very_low SNR + clutter": "inside",
 }
 """Whether each of :data:`CONDITIONS` lies inside the UNets' training distribution
 (``napari_kinetochores.simulate.sample_params``: SNR very_low..high, 5..46 pairs,
 1..8 clutter blobs at 0.3..1.5 × the spot peak, Moffat in 35 %, EMCCD in 30 %, PSF
-sigma ±30 %); the foreign renderer is not our simulator."""
+sigma ±30 %, voxel size ±15 %); the foreign renderer is not our simulator."""
 
 
 # ----------------------------------------------------------------------------- movies

@@ -53,7 +53,15 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.bench_stardist import project_has_stardist
-from benchmarks.common import CONDITIONS, REPO, big_frame, f1_by_threshold, make_movies
+from benchmarks.common import (
+    CONDITIONS,
+    REPO,
+    big_frame,
+    bootstrap_ci,
+    f1_by_threshold,
+    frame_counts,
+    make_movies,
+)
 from benchmarks.peers.detectors import LABELS, PEERS
 
 BENCH = REPO / "benchmarks"
@@ -177,7 +185,11 @@ def _strongest(table: pd.DataFrame, gt: pd.DataFrame, per_frame: np.ndarray) -> 
 
 
 def pooled_metrics(pairs: list[tuple[pd.DataFrame, pd.DataFrame, tuple]]) -> dict:
-    """Our matching over several movies: counts summed, errors pooled over all matched pairs."""
+    """Our matching over several movies: counts summed, errors pooled over all matched pairs.
+
+    Also the per-frame counts (``frames``, :func:`benchmarks.common.frame_counts`; one movie
+    per pair) and their two-level bootstrap intervals (``ci95``).
+    """
     from napari_kinetochores.analysis.matching import evaluate_points
 
     counts = {c: np.zeros(3) for c in CUTOFFS_UM}
@@ -204,6 +216,18 @@ def pooled_metrics(pairs: list[tuple[pd.DataFrame, pd.DataFrame, tuple]]) -> dic
     nm = np.concatenate(distances) * 1000 if distances else np.zeros(0)
     out["median_nm"] = float(np.median(nm)) if nm.size else float("nan")
     out["p95_nm"] = float(np.percentile(nm, 95)) if nm.size else float("nan")
+    frames = [
+        frame_counts(
+            pred[pred["t"] == t][["z", "y", "x"]].to_numpy(float),
+            truth[truth["t"] == t][["z", "y", "x"]].to_numpy(float),
+            voxel,
+            movie,
+        )
+        for movie, (pred, truth, voxel) in enumerate(pairs)
+        for t in sorted(set(truth["t"]) | set(pred["t"]))
+    ]
+    out["ci95"] = bootstrap_ci(frames)
+    out["frames"] = frames
     return out
 
 
@@ -753,6 +777,8 @@ def main() -> int:
                     **{k: v for k, v in spec.items() if k != "python"},
                     "settings": settings,
                     "load_seconds": workers[key].ready["load_seconds"],
+                    # each frame filtered by its own automatic threshold (issue 21)
+                    "auto_thresholds": "per frame",
                 }
             if "accuracy" not in args.skip:
                 started = time.perf_counter()
