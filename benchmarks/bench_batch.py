@@ -281,6 +281,68 @@ def render_markdown(results: dict) -> str:
     return "\n".join(out)
 
 
+CORE_HOUR_USD = {"academic SLURM": (0.01, 0.02), "cloud": (0.04, 0.04)}
+"""Assumed prices of a CPU core-hour (docs/scaling.md states where they come from)."""
+TYPICAL_FRAME_ZYX = (61, 1000, 1000)
+
+
+def render_cost_markdown(results: dict) -> str:
+    """The cost-per-frame section (``<!-- batch_cost:begin -->``): batch.json's CPU seconds scaled by voxels."""
+    from benchmarks.common import num, table
+
+    movies = results.get("throughput_movies") or {}
+    voxels = float(np.prod(movies["frame_shape_zyx"]))
+    scale = float(np.prod(TYPICAL_FRAME_ZYX)) / voxels
+    typical = " × ".join(map(str, TYPICAL_FRAME_ZYX))
+    rows = []
+    for row in results["throughput"]:
+        if row["workers"] != 1:
+            continue
+        cpu_s = row["cpu_s_per_frame"] * scale
+        core_h = cpu_s / 3600
+        method = "classical" if row["method"] == "classical" else f"UNet (`{row['model']}`)"
+        rows.append(
+            [
+                f"{method}, 1 CPU core",
+                f"{num(row['cpu_s_per_frame'], 2)} CPU s",
+                f"≈ {num(cpu_s, 0)} CPU s",
+                f"{core_h:.4f}",
+                *[
+                    f"${core_h * low:.5f}" + ("" if low == high else f"–{core_h * high:.5f}")
+                    for low, high in CORE_HOUR_USD.values()
+                ],
+            ]
+        )
+    return "\n".join(
+        [
+            "## Cost per frame (estimate)",
+            "",
+            f"Generated from `benchmarks/results/batch.json` ({results['date']}; the bundled "
+            f"models of that date): the workers' CPU seconds per {' × '.join(map(str, movies['frame_shape_zyx']))} "
+            f"frame with one worker, scaled by the voxel ratio (× {scale:.1f}) to a typical "
+            f"{typical} frame, at the core-hour prices of docs/scaling.md "
+            + ", ".join(
+                f"{name} ${low:g}" + ("" if low == high else f"–{high:g}")
+                for name, (low, high) in CORE_HOUR_USD.items()
+            )
+            + ". The UNet row is a field full of cells (no tile skipped); a frame with one cell "
+            "in an empty field costs less (the detection section's speed table).",
+            "",
+            table(
+                [
+                    "method, hardware",
+                    "measured per benchmark frame",
+                    f"per {typical} frame",
+                    "core-hours per frame",
+                    *[f"cost per frame, {name}" for name in CORE_HOUR_USD],
+                ],
+                rows,
+            ),
+            "",
+        ]
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", nargs="+", type=int, default=[1, 2])

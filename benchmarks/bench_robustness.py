@@ -293,6 +293,9 @@ def markdown_table(results: dict) -> str:
         for name in methods:
             s = entry["methods"][name]
             error = "–" if s["median_error_nm"] is None else f"{s['median_error_nm']:.0f}"
+            if s.get("median_error_nm_ci95"):
+                low, high = s["median_error_nm_ci95"]
+                error += f" [{low:.0f}, {high:.0f}]"
             row += [
                 _interval(s, "f1"),
                 f"{s['precision']:.3f}",

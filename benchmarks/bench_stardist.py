@@ -154,7 +154,14 @@ def section(results: dict) -> str:
             "",
             f"One 61 × 1000 × 1000 frame (cell in the centre), 2-core CPU: {speed['seconds']:.0f} s, "
             f"peak RSS {speed['peak_rss_mb']:.0f} MB, {speed['n']} detections "
-            f"(tiles {results['model_info'].get('tile_shape')}, StarDist `n_tiles`).",
+            f"(tiles {results['model_info'].get('tile_shape')}, StarDist `n_tiles`)"
+            + (
+                "."
+                if speed.get("memory") == "VmHWM"
+                else "; peak RSS measured as `ru_maxrss`, which includes the benchmark driver's "
+                "peak inherited over fork + exec: an upper bound (now VmHWM; updates with the "
+                "next run)."
+            ),
         ]
     return "\n".join(lines) + "\n"
 

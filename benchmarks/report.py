@@ -224,6 +224,7 @@ def _detection_accuracy_tables(accuracy: dict, distribution: dict) -> list[str]:
     interval = " [95 % interval]" if with_ci else ""
     out = [
         f"F1 at 0.3 µm{interval}, pooled over the frames"
+        + (":" if not with_ci else "")
         + (
             "; the interval is a two-level bootstrap over movies, then frames "
             "(`benchmarks.common.bootstrap_ci`, 2000 resamples). A difference between two "
@@ -249,6 +250,54 @@ def _detection_accuracy_tables(accuracy: dict, distribution: dict) -> list[str]:
     return out
 
 
+DETECTION_TARGETS = (
+    # (label, condition or speed run, metric, bound, higher is better)
+    ("F1 at 0.3 µm, moderate SNR", "moderate SNR", "f1@0.3", 0.98, True),
+    ("F1 at 0.3 µm, low SNR", "low SNR", "f1@0.3", 0.95, True),
+    ("median 3D error, moderate SNR (nm)", "moderate SNR", "median_nm", 40.0, False),
+)
+"""The project's accuracy targets (DESIGN.md), checked on the first UNet column."""
+
+
+def _targets_part(detection: dict) -> list[str]:
+    accuracy = detection.get("accuracy", {})
+    if not accuracy:
+        return []
+    model = next((k for k in next(iter(accuracy.values())) if k != "classical"), None)
+    lines = []
+    for label, condition, metric, bound, higher in DETECTION_TARGETS:
+        m = (accuracy.get(condition) or {}).get(model)
+        if not m or m.get(metric) is None:
+            continue
+        value = m[metric]
+        met = value >= bound if higher else value <= bound
+        ci = (m.get("ci95") or {}).get("f1" if metric == "f1@0.3" else "median_nm")
+        digits = 3 if metric == "f1@0.3" else 1
+        sure = ""
+        if ci:
+            inside = ci[0] <= bound <= ci[1]
+            sure = " (the target lies inside the 95 % interval)" if inside else ""
+        lines.append(
+            f"- {label}: {with_interval(value, ci, digits)} against "
+            f"{'≥' if higher else '≤'} {bound:g}: {'met' if met else 'NOT met'}{sure}."
+        )
+    speed = detection.get("speed", {})
+    cell, everywhere = speed.get("unet"), speed.get("unet_everywhere")
+    if cell:
+        lines.append(
+            f"- one cell in a 61 × 1000 × 1000 field, one cold call: "
+            f"{seconds(cell['median_seconds'])} against ≤ 60 s: "
+            f"{'met' if cell['median_seconds'] <= 60 else 'NOT met'}."
+        )
+    if everywhere and everywhere.get("outside_forward_fraction") is not None:
+        share = everywhere["outside_forward_fraction"]
+        lines.append(
+            f"- spots everywhere, model loaded: {num(100 * share, 0)} % of the time outside "
+            f"the forward pass against ≤ 20 %: {'met' if share <= 0.2 else 'NOT met'}."
+        )
+    return [f"Targets, `{model}`:", "", *lines, ""] if lines else []
+
+
 def detection_section(detection: dict, images: Path, doc_dir: Path) -> str:
     out = [
         "## Our detectors: UNet variants against the classical detector",
@@ -260,7 +309,11 @@ def detection_section(detection: dict, images: Path, doc_dir: Path) -> str:
     ]
     accuracy = detection.get("accuracy", {})
     if accuracy:
-        out += _detection_accuracy_tables(accuracy, detection.get("training_distribution", {}))
+        from benchmarks.common import TRAINING_DISTRIBUTION
+
+        distribution = detection.get("training_distribution") or TRAINING_DISTRIBUTION
+        out += _detection_accuracy_tables(accuracy, distribution)
+    out += _targets_part(detection)
     if plot_threshold_sweep(detection, images / "bench_threshold_sweep.png"):
         rel = (images / "bench_threshold_sweep.png").relative_to(doc_dir)
         out += [
@@ -1011,6 +1064,42 @@ def robustness_section(results: dict) -> str:
     )
 
 
+def _robustness_run_table(results: dict, title: str, what: str) -> str:
+    """A further run of bench_robustness (same format): its title, what it compares, its table."""
+    from benchmarks.bench_robustness import markdown_table
+
+    return "\n".join(
+        [
+            f"### {title}",
+            "",
+            f"{what} Run {results['date']} ({results['mode']} set), code `{results['git_commit']}`; "
+            f"independent renderer, seeds {results['seed_rule']}; F1 at {results['cutoff_um']} µm "
+            f"with the {results['confidence_interval']}.",
+            "",
+            markdown_table(results),
+            "",
+        ]
+    )
+
+
+def resampling_section(results: dict) -> str:
+    return _robustness_run_table(
+        results,
+        "Resampling to the model's voxel size (`--resample`), held out",
+        "The default UNet with and without resampling frames whose voxels are finer than the "
+        "model's (`DetectionOptions.resample_to_model`; docs/models.md).",
+    )
+
+
+def candidates_section(results: dict) -> str:
+    return _robustness_run_table(
+        results,
+        "GaussianDice candidate against the shipped default, held out",
+        "The epoch-2 GaussianDice fine-tuning candidate (`configs/default_gaussian_dice.yaml`, "
+        "not shipped; docs/models.md) beside the shipped default in the same run.",
+    )
+
+
 def replace_section(text: str, name: str, body: str) -> str:
     """Put ``body`` between the ``name`` markers, or append a marked section at the end."""
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
@@ -1054,8 +1143,11 @@ SECTIONS: dict[str, tuple[str, Callable[[dict], str] | str]] = {
     "peers": ("peers.json", _peers),
     "matching": ("matching.json", _matching),
     "batch": ("batch.json", "benchmarks.bench_batch:render_markdown"),
+    "batch_cost": ("batch.json", "benchmarks.bench_batch:render_cost_markdown"),
     "pairing_tracking": ("pairing_tracking.json", "benchmarks.bench_pairing_tracking:render_markdown"),
     "robustness": ("robustness.json", robustness_section),
+    "resampling": ("resampling.json", resampling_section),
+    "robustness_candidates": ("robustness_candidates.json", candidates_section),
     "stardist": ("stardist.json", "benchmarks.bench_stardist:section"),
 }
 """The generated sections of docs/benchmarks.md: ``{marker name: (results file in
