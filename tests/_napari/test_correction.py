@@ -138,3 +138,45 @@ def test_every_change_is_saved_and_a_new_session_restores_it(tmp_path):
     assert len(fresh.data) == 4 and fresh.deleted.empty
     with pytest.raises(InputError, match="2-D"):
         CorrectionSession(session.path, VOXEL, 2)
+
+
+def test_next_uncertain_hands_out_detections_and_candidates_nearest_the_threshold(tmp_path):
+    shape, sigma = (10, 40, 40), (1.0, 1.5, 1.5)
+    data = np.array([[0, 5, 10, 10], [0, 5, 30, 30], [1, 5, 10, 10], [1, 5, 30, 10.0]])
+    features = pd.DataFrame({"score": [0.95, 0.34, 0.5, 0.9]})
+    session = CorrectionSession(tmp_path / "review.csv", VOXEL, 4)
+    session.begin(data, features)
+    score_map = np.zeros((2, *shape), np.float32)
+    for t, z, y, x in data.astype(int):
+        score_map[t] += 0.9 * gaussian(shape, (z, y, x), sigma)
+    score_map[0] += 0.18 * gaussian(shape, (4, 30, 10), sigma)  # two missed spots
+    score_map[1] += 0.22 * gaussian(shape, (6, 20, 30), sigma)
+
+    session.delete([3])  # a false detection: its peak is no candidate
+    assert session.start_review(0.3, score_map) == 2
+    np.testing.assert_allclose(session.candidates, [[0, 4, 30, 10], [1, 6, 20, 30]], atol=0.05)
+    np.testing.assert_allclose(session.candidate_scores, [0.18, 0.22], atol=0.01)
+
+    first = session.next_uncertain()  # |0.34 - 0.3| = 0.04
+    assert (first.kind, first.row, first.remaining) == ("detection", 1, 4)
+    second = session.next_uncertain()  # |0.22 - 0.3| = 0.08
+    assert (second.kind, second.row, second.remaining) == ("candidate", -1, 3)
+    np.testing.assert_allclose(second.point, [1, 6, 20, 30], atol=0.05)
+    # the user adds the other candidate before it is offered: it is no longer a candidate;
+    # the 0.5 detection is moved by hand: corrected, so not offered either
+    added = np.vstack([session.data, [0, 4, 30, 10.2]])
+    more = pd.concat([session.features, pd.DataFrame({"score": [np.nan]})], ignore_index=True)
+    session.add(added, more, [3])
+    moved = session.data.copy()
+    moved[2, 2] += 0.5
+    session.move(moved)
+    last = session.next_uncertain()
+    assert (last.kind, last.row, last.remaining, last.score) == ("detection", 0, 0, 0.95)
+    assert session.next_uncertain() is None
+    assert len(session.reviewed_points) == 3
+
+    # a new baseline (detection re-run) starts the review again
+    session.replace(data, features)
+    assert session.review_threshold is None and len(session.reviewed_points) == 0
+    with pytest.raises(InputError, match="dimensions"):
+        session.start_review(0.3, score_map[0])

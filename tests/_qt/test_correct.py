@@ -149,3 +149,51 @@ def test_snap_keeps_clicks_off_existing_points_and_the_view_follows_z(make_napar
     snapped = layer.data[-1]
     assert np.linalg.norm((snapped[1:] - missed.to_numpy(float)[1:]) * VOXEL) < 0.1
     assert viewer.dims.point[1] == pytest.approx(snapped[1] * VOXEL[0], abs=VOXEL[0] / 2)
+
+
+def test_next_uncertain_key_shows_the_spots_nearest_the_threshold_centred(
+    make_napari_viewer, tmp_path
+):
+    from napari_kinetochores._widgets.correct import CorrectWidget
+
+    viewer = make_napari_viewer()
+    egfp = add_sample(viewer, reference=False)[0]
+    gt = read_points(SAMPLE_GT, voxel_size_um=VOXEL)
+    layer = detections_layer(viewer, gt)
+    scores = np.full(len(layer.data), 0.9)
+    scores[5] = 0.33
+    layer.features = pd.DataFrame({"score": scores, "status": "auto"})
+    missed = gt[(gt["channel"] == 0) & (gt["t"] < 2)].iloc[1][["t", "z", "y", "x"]]
+    missed = missed.to_numpy(float)  # left out of the layer
+    grids = np.meshgrid(*(np.arange(n) for n in egfp.data.shape[1:]), indexing="ij")
+    offsets = zip(grids, missed[1:], (1.0, 2.0, 2.0), strict=True)
+    blob = np.exp(-0.5 * sum(((g - c) / s) ** 2 for g, c, s in offsets))
+    score_map = np.zeros(egfp.data.shape, np.float32)
+    score_map[int(missed[0])] = 0.24 * blob
+    viewer.add_image(score_map, name="detections probability", scale=egfp.scale)
+    widget = CorrectWidget(viewer)
+    widget.points.value, widget.image.value = layer, egfp
+    assert widget.score_map.value.name == "detections probability"  # Detect's name for it
+    widget.review_threshold.value = 0.3
+    widget.autosave.value = tmp_path / "corrections.csv"
+    widget.start_button.changed.emit(True)
+
+    press(layer, "N")  # the detection scoring 0.33 first: selected, in its frame and z slice
+    point = layer.data[5]
+    assert layer.selected_data == {5}
+    assert viewer.dims.point[0] == point[0]
+    assert viewer.dims.point[1] == pytest.approx(point[1] * VOXEL[0], abs=VOXEL[0] / 2)
+    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+    np.testing.assert_allclose(camera.center[-2:], point[2:] * VOXEL[1:], atol=1e-6)
+    assert "score 0.33" in widget.status.value and "left to review" in widget.status.value
+
+    widget.next_button.changed.emit(True)  # then the candidate below the threshold (0.24)
+    marks = viewer.layers["review: detections"]
+    np.testing.assert_allclose(marks.data, [missed], atol=0.1)
+    assert layer.selected_data == set() and viewer.layers.selection.active is layer
+    assert viewer.dims.point[0] == missed[0] and "candidate" in widget.status.value
+
+    press(layer, "N")  # then the sure detections; the mark is cleared
+    assert len(marks.data) == 0 and len(layer.selected_data) == 1
+    widget.stop_button.changed.emit(True)
+    assert "review: detections" not in viewer.layers

@@ -10,7 +10,9 @@ classes and its Qt widget only forwards:
 - :class:`CorrectionSession` holds the points (N, 3 or 4) in voxels, their
   features (``status`` auto/added/moved, ``pair_id``), the deleted points, an
   undo stack, and writes every change at once (atomically) to a CSV that a
-  new session restores.
+  new session restores; its :meth:`~CorrectionSession.next_uncertain` hands
+  out the detections and candidate spots in review order, the score nearest
+  the threshold first (:mod:`napari_kinetochores.analysis.review`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from napari_kinetochores.errors import InputError
 __all__ = [
     "STATUSES",
     "CorrectionSession",
+    "ReviewItem",
     "Snap",
     "snap_click",
 ]
@@ -40,6 +43,34 @@ STATUSES = ("auto", "added", "moved", "deleted")
 DUPLICATE_DISTANCE_UM = 0.15
 #: Changes kept for undo.
 UNDO_DEPTH = 200
+#: A candidate spot this close (µm) to a point (kept, added or deleted) is that point's spot.
+CANDIDATE_COVER_UM = 0.3
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    """The next spot to review (:meth:`CorrectionSession.next_uncertain`).
+
+    Attributes
+    ----------
+    point : (ndim,) float array
+        Its position (z, y, x) or (t, z, y, x) in voxels.
+    score : float
+        Its score (the detector's, on the threshold's scale).
+    kind : {"detection", "candidate"}
+        A point of the layer, or a candidate spot below the threshold (not in
+        the layer: add it if it is a kinetochore).
+    row : int
+        Its row in :attr:`CorrectionSession.data` (-1 for a candidate).
+    remaining : int
+        Spots still to review after this one.
+    """
+
+    point: np.ndarray
+    score: float
+    kind: str
+    row: int
+    remaining: int
 
 
 @dataclass(frozen=True)
@@ -171,6 +202,16 @@ class CorrectionSession:
         self.deleted = pd.DataFrame()
         self.undo_stack: list[tuple[np.ndarray, pd.DataFrame, pd.DataFrame]] = []
         self.saved_at: float | None = None
+        self._reset_review()
+
+    def _reset_review(self) -> None:
+        #: The threshold of the review order (None: no review started).
+        self.review_threshold: float | None = None
+        #: Candidate spots (M, ndim) in voxels, and their scores (M,).
+        self.candidates = np.zeros((0, self.ndim))
+        self.candidate_scores = np.zeros(0)
+        #: Positions (R, ndim) already handed out by next_uncertain.
+        self.reviewed_points = np.zeros((0, self.ndim))
 
     # ------------------------------------------------------------------ start
 
@@ -197,6 +238,7 @@ class CorrectionSession:
             changed = int((self.features["status"] != "auto").sum()) + len(self.deleted)
             message = f"restored {len(live)} points ({changed} corrections) from {self.path.name}"
         self.undo_stack = []
+        self._reset_review()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.save()
         return message
@@ -266,10 +308,14 @@ class CorrectionSession:
         return int(moved.sum())
 
     def replace(self, data: np.ndarray, features: pd.DataFrame) -> None:
-        """The layer was replaced as a whole (e.g. detection re-run): the new baseline."""
+        """The layer was replaced as a whole (e.g. detection re-run): the new baseline.
+
+        The review starts again (the scores are new).
+        """
         self._push_undo()
         self.data = np.asarray(data, dtype=float).reshape(-1, self.ndim).copy()
         self.features = _with_statuses(features.reset_index(drop=True))
+        self._reset_review()
         self.save()
 
     def pair(self, rows: Sequence[int]) -> int:
@@ -301,6 +347,108 @@ class CorrectionSession:
         self.data, self.features, self.deleted = self.undo_stack.pop()
         self.save()
         return True
+
+    # ------------------------------------------------------------------ review
+
+    def start_review(
+        self, threshold: float | None = None, score_map: Any = None, floor: float | None = None
+    ) -> int:
+        """Get ready to hand out spots by uncertainty; returns the number of candidate spots.
+
+        Parameters
+        ----------
+        threshold
+            The detector's threshold (None: the bundled default model's).
+        score_map : (Z, Y, X) or (T, Z, Y, X) array, optional
+            The detector's score map (probability), with the points' axes;
+            its peaks that no point covers become candidate spots
+            (:func:`~napari_kinetochores.analysis.review.candidate_spots`).
+            None: only the points' own scores are reviewed.
+        floor
+            Candidates score above this (default: a third of the threshold).
+
+        Spots already handed out stay reviewed.
+        """
+        from napari_kinetochores.analysis.review import candidate_spots, default_threshold
+
+        threshold = default_threshold() if threshold is None else float(threshold)
+        points, scores = [np.zeros((0, self.ndim))], [np.zeros(0)]
+        if score_map is not None:
+            if len(score_map.shape) != self.ndim:
+                raise InputError(
+                    f"the score map has {len(score_map.shape)} dimensions but the points have "
+                    f"{self.ndim}; choose the score map of this movie"
+                )
+            covered = self._covered()
+            for t in range(score_map.shape[0]) if self.ndim == 4 else [None]:
+                frame = score_map if t is None else score_map[t]
+                existing = covered if t is None else covered[np.round(covered[:, 0]) == t]
+                coords, found = candidate_spots(
+                    np.asarray(frame, dtype=np.float32),
+                    self.voxel_size_um,
+                    threshold,
+                    floor,
+                    existing_zyx=existing[:, -3:],
+                )
+                if t is not None:
+                    coords = np.column_stack([np.full(len(coords), float(t)), coords])
+                points.append(coords)
+                scores.append(found)
+        self.review_threshold = threshold
+        self.candidates = np.concatenate(points)
+        self.candidate_scores = np.concatenate(scores)
+        return len(self.candidates)
+
+    def _covered(self) -> np.ndarray:
+        """The live and the deleted points (N, ndim): a candidate near one is its spot."""
+        deleted = np.zeros((0, self.ndim))
+        if len(self.deleted):
+            columns = ["t", "z", "y", "x"][4 - self.ndim :]
+            deleted = self.deleted[columns].to_numpy(float)
+        return np.concatenate([self.data, deleted])
+
+    def next_uncertain(self) -> ReviewItem | None:
+        """The next spot to review, the score nearest the threshold first; None when all are done.
+
+        Detections (points with status ``auto`` and a score) and candidate
+        spots that no point covers are ranked by
+        :func:`~napari_kinetochores.analysis.review.review_order`; points
+        corrected by hand and spots already handed out are skipped. The spot
+        returned counts as reviewed.
+        """
+        from napari_kinetochores.analysis.review import near_any, review_order
+
+        if self.review_threshold is None:
+            self.start_review()
+        auto = (self.features["status"] == "auto").to_numpy()
+        score = pd.to_numeric(
+            self.features.get("score", pd.Series(np.nan, index=self.features.index)),
+            errors="coerce",
+        ).to_numpy(float)
+        open_candidates = ~near_any(
+            self.candidates, self._covered(), self.voxel_size_um, CANDIDATE_COVER_UM
+        )
+        points = np.concatenate([self.data, self.candidates])
+        scores = np.concatenate(
+            [
+                np.where(auto, score, np.nan),
+                np.where(open_candidates, self.candidate_scores, np.nan),
+            ]
+        )
+        detected = np.arange(len(points)) < len(self.data)
+        reviewed = near_any(points, self.reviewed_points, self.voxel_size_um, DUPLICATE_DISTANCE_UM)
+        order = review_order(scores, self.review_threshold, reviewed, detected)
+        if not len(order):
+            return None
+        k = int(order[0])
+        self.reviewed_points = np.concatenate([self.reviewed_points, points[k : k + 1]])
+        return ReviewItem(
+            points[k].copy(),
+            float(scores[k]),
+            "detection" if detected[k] else "candidate",
+            k if detected[k] else -1,
+            len(order) - 1,
+        )
 
     # ------------------------------------------------------------------ output
 

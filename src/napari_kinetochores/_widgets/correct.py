@@ -14,6 +14,12 @@ correcting, every change to the chosen Points layer is recorded:
   clears the selected points' pair ids;
 - undo: ``Control-Z`` (or the Undo button) restores the state before the last
   change;
+- review by uncertainty: ``N`` (or Next uncertain) shows the next spot whose
+  score is nearest the threshold, centred, in its frame and z slice: a
+  detection (selected; delete it if it is no kinetochore) or a candidate spot
+  below the threshold from the chosen score map (a white square; add a point
+  there if it is one). Spots corrected by hand or already shown are skipped
+  (:meth:`~napari_kinetochores._napari.correction.CorrectionSession.next_uncertain`);
 - every change is written at once (atomically) to a CSV beside the image, and
   starting again on the same layer restores it.
 
@@ -32,7 +38,8 @@ import pandas as pd
 from magicgui.widgets import CheckBox, Container, FileEdit, FloatSpinBox, Label, PushButton
 from qtpy.QtCore import QTimer
 
-from napari_kinetochores._napari.correction import CorrectionSession, snap_click
+from napari_kinetochores._napari.correction import CorrectionSession, ReviewItem, snap_click
+from napari_kinetochores._napari.io import marker_style
 from napari_kinetochores._widgets._common import KinetochoreWidget, show_info, show_warning
 from napari_kinetochores._widgets._layers import (
     check_same_scale,
@@ -43,7 +50,13 @@ from napari_kinetochores._widgets._layers import (
 from napari_kinetochores.core.refine import DEFAULT_SNAP_WINDOW_UM
 from napari_kinetochores.errors import InputError
 
-KEYS = {"snap": "Shift-S", "pair": "Shift-P", "unpair": "Shift-U", "undo": "Control-Z"}
+KEYS = {
+    "snap": "Shift-S",
+    "pair": "Shift-P",
+    "unpair": "Shift-U",
+    "undo": "Control-Z",
+    "next": "N",  # napari binds no N on points layers or the viewer
+}
 #: Quiet time (ms) after a drag before a move is recorded and saved.
 MOVE_SETTLE_MS = 150
 
@@ -92,11 +105,23 @@ class CorrectWidget(KinetochoreWidget):
         self.pair_button = PushButton(text=f"Pair selected ({KEYS['pair']})", enabled=False)
         self.unpair_button = PushButton(text=f"Unpair ({KEYS['unpair']})", enabled=False)
         self.undo_button = PushButton(text=f"Undo ({KEYS['undo']})", enabled=False)
+        self.score_map = self.layer_combo(
+            "score map (review)",
+            "image",
+            nullable=True,
+            tooltip="the detector's probability map (Detect: show the probability map); its "
+            "peaks below the threshold are offered as candidate spots",
+        )
+        self.review_threshold = FloatSpinBox(
+            label="review threshold (0: model's)", value=0.0, min=0.0, max=1.0, step=0.05
+        )
+        self.next_button = PushButton(text=f"Next uncertain ({KEYS['next']})", enabled=False)
         self.summary = Label(value="")
         self.help = Label(
             value="napari keys: P add, S select, Delete remove, drag to move. "
             f"{KEYS['snap']} snap, {KEYS['pair']} pair two, {KEYS['unpair']} unpair, "
-            f"{KEYS['undo']} undo."
+            f"{KEYS['undo']} undo, {KEYS['next']} next uncertain spot (score nearest the "
+            "threshold: a selected detection, or a candidate in a white square)."
         )
         self.help.native.setWordWrap(True)
         rows = [
@@ -104,6 +129,7 @@ class CorrectWidget(KinetochoreWidget):
             Container(widgets=[self.snap_button, self.undo_button], layout="horizontal"),
             Container(widgets=[self.pair_button, self.unpair_button], layout="horizontal"),
         ]
+        review = [self.score_map, self.review_threshold, self.next_button]
         for row in rows:
             row.margins = (0, 0, 0, 0)
         self.form.extend(
@@ -115,6 +141,7 @@ class CorrectWidget(KinetochoreWidget):
                 self.autosave,
                 self.restore,
                 *rows,
+                *review,
                 self.summary,
                 self.help,
             ]
@@ -122,6 +149,8 @@ class CorrectWidget(KinetochoreWidget):
         self.layer: Any = None
         self.image_layer: Any = None
         self.session: CorrectionSession | None = None
+        self._candidate_layer: Any = None
+        self._review_stale = True
         self._pending_removal: list[int] = []
         self._suspended = False
         self._settle = QTimer(self)
@@ -137,6 +166,9 @@ class CorrectWidget(KinetochoreWidget):
         self.pair_button.changed.connect(self.guarded("Pairing", self.pair_selected))
         self.unpair_button.changed.connect(self.guarded("Unpairing", self.unpair_selected))
         self.undo_button.changed.connect(self.guarded("Undo", self.undo))
+        self.next_button.changed.connect(self.guarded("Next uncertain", self.next_uncertain))
+        self.score_map.changed.connect(self._review_settings_changed)
+        self.review_threshold.changed.connect(self._review_settings_changed)
         self._suggest_path()
 
     # ------------------------------------------------------------------ set-up
@@ -144,6 +176,11 @@ class CorrectWidget(KinetochoreWidget):
     def _suggest_path(self, *_: Any) -> None:
         if self.layer is None and self.points.value is not None:
             self.autosave.value = default_autosave_path(self.points.value, self.image.value)
+            if self.score_map.value is None:  # the probability map Detect made for them
+                self.score_map.value = self.layer_named(f"{self.points.value.name} probability")
+
+    def _review_settings_changed(self, *_: Any) -> None:
+        self._review_stale = True
 
     @property
     def active(self) -> bool:
@@ -185,8 +222,9 @@ class CorrectWidget(KinetochoreWidget):
         layer.events.data.connect(self._on_data)
         for action, key in KEYS.items():
             layer.bind_key(key, self._key_handler(action), overwrite=True)
-        for button in (self.snap_button, self.pair_button, self.unpair_button):
+        for button in (self.snap_button, self.pair_button, self.unpair_button, self.next_button):
             button.enabled = True
+        self._review_stale = True
         self.stop_button.enabled = True
         self.undo_button.enabled = False
         self.points.enabled = self.autosave.enabled = False
@@ -208,7 +246,11 @@ class CorrectWidget(KinetochoreWidget):
             self.layer.bind_key(key, None, overwrite=True)
         self.set_status(f"stopped correcting {self.layer.name!r}; saved in {self.path}")
         self.layer = None
-        for button in (self.snap_button, self.pair_button, self.unpair_button, self.undo_button):
+        if self._candidate_layer is not None and self._candidate_layer in self.viewer.layers:
+            self.viewer.layers.remove(self._candidate_layer)
+        self._candidate_layer = None
+        buttons = (self.snap_button, self.pair_button, self.unpair_button, self.undo_button)
+        for button in (*buttons, self.next_button):
             button.enabled = False
         self.stop_button.enabled = False
         self.points.enabled = self.autosave.enabled = True
@@ -219,6 +261,7 @@ class CorrectWidget(KinetochoreWidget):
             "pair": self.pair_selected,
             "unpair": self.unpair_selected,
             "undo": self.undo,
+            "next": self.next_uncertain,
         }[action]
         guarded = self.guarded(action.capitalize(), method)
 
@@ -363,3 +406,84 @@ class CorrectWidget(KinetochoreWidget):
             return
         self._show_session()
         self.set_status("undone")
+
+    # ------------------------------------------------------------------ review by uncertainty
+
+    def next_uncertain(self) -> None:
+        """Show the next spot to review (score nearest the threshold), centred in its z slice."""
+        if self.layer is None:
+            raise InputError("press Start correcting first")
+        self._flush_move()
+        if self._review_stale or self.session.review_threshold is None:
+            self._start_review()
+        item = self.session.next_uncertain()
+        if item is None:
+            self._show_candidate(None)
+            self.set_status("review done: every detection and candidate spot has been shown")
+            return
+        self._go_to(item.point)
+        if item.kind == "detection":
+            self._show_candidate(None)
+            self.layer.selected_data = {item.row}
+            advice = "selected; Delete if it is no kinetochore"
+        else:
+            self.layer.selected_data = set()
+            self._show_candidate(item.point)
+            advice = "in the white square; add a point (P, click) if it is a kinetochore"
+        self.set_status(self._review_line(item, advice))
+
+    def _review_line(self, item: ReviewItem, advice: str) -> str:
+        t = f"frame {round(item.point[0])}, " if len(item.point) == 4 else ""
+        return (
+            f"{item.kind} score {item.score:.2f} (threshold {self.session.review_threshold:g}), "
+            f"{t}z {item.point[-3]:.1f}: {advice}. {item.remaining} left to review"
+        )
+
+    def _start_review(self) -> None:
+        score = self.score_map.value
+        if score is not None:
+            check_same_scale(self.layer, score)
+        threshold = float(self.review_threshold.value) or None
+        found = self.session.start_review(threshold, None if score is None else score.data)
+        self._review_stale = False
+        if score is None:
+            show_info(
+                "no score map chosen: only the detections' scores are reviewed (Detect with "
+                "'show the probability map' makes one, for the spots below the threshold)"
+            )
+        else:
+            show_info(f"{found} candidate spot(s) below the threshold in {score.name!r}")
+
+    def _go_to(self, point: np.ndarray) -> None:
+        """Move the frame and z slice to a point of the layer and centre the camera on it."""
+        world = np.asarray(self.layer.data_to_world(point), dtype=float)
+        dims = self.viewer.dims
+        first = dims.ndim - len(world)
+        for k in range(len(world)):
+            if first + k not in dims.displayed:
+                dims.set_point(first + k, float(world[k]))
+        full = np.asarray(dims.point, dtype=float)
+        full[first:] = world
+        camera = self.viewer.scene.camera if hasattr(self.viewer, "scene") else self.viewer.camera
+        camera.center = tuple(float(full[d]) for d in dims.displayed)
+
+    def _show_candidate(self, point: np.ndarray | None) -> None:
+        """Mark a candidate spot with a white square (None: clear the mark)."""
+        layer = self._candidate_layer
+        if point is None:
+            if layer is not None and layer in self.viewer.layers:
+                layer.data = np.zeros((0, self.layer.ndim))
+            return
+        if layer is None or layer not in self.viewer.layers:
+            style = {**marker_style(True, self.layer.scale), "symbol": "square"}
+            style["border_color"] = "white"
+            layer = self._candidate_layer = self.viewer.add_points(
+                np.zeros((0, self.layer.ndim)),
+                ndim=self.layer.ndim,
+                name=f"review: {self.layer.name}",
+                scale=self.layer.scale,
+                translate=self.layer.translate,
+                **style,
+            )
+            self.viewer.layers.selection.active = self.layer  # its keys stay active
+        layer.data = np.asarray(point, dtype=float)[None]
