@@ -115,3 +115,52 @@ def test_unet_resamples_other_voxel_sizes_to_the_model_and_maps_spots_back():
     evaluation = evaluate_points(found, truth, voxel)
     assert evaluation.overall["f1@0.3"] > 0.9
     assert evaluation.overall["median_nm"] < 60
+
+
+def _tiny_unet(path):
+    """A small UNet with random weights, saved as a checkpoint (no training needed)."""
+    import torch
+
+    from napari_kinetochores.nn.checkpoint import ModelInfo, save_checkpoint
+    from napari_kinetochores.nn.model import ModelConfig, build_model
+
+    torch.manual_seed(0)
+    config = ModelConfig(f_maps=8, num_levels=2, num_groups=4, pool_kernels=[[1, 2, 2]])
+    info = ModelInfo(voxel_size_um=VOXEL, threshold=0.5, tile_shape=(16, 48, 48))
+    return save_checkpoint(path, build_model(config), config, info)
+
+
+def _movie_with_a_hole(tmp_path, bad, t=2, channel=0):
+    """A 3-frame, 2-channel .npy movie with one non-finite voxel in frame ``t``, ``channel``."""
+    from napari_kinetochores.io import read_volume
+
+    data = np.asarray(_movie(6, 3, independent=False, n_channels=2).data)
+    data[t, channel, 10, 40, 40] = bad
+    path = tmp_path / "holes.npy"
+    np.save(path, data)
+    return read_volume(path, voxel_size_um=VOXEL)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_non_finite_frame_after_the_first_is_named(tmp_path, bad):
+    volume = _movie_with_a_hole(tmp_path, bad)
+    options = DetectionOptions(method="classical")
+    assert len(detect_movie(volume, options, frames=[0, 1], progress=False)) > 0
+    with pytest.raises(InputError, match="NaN or infinite") as caught:
+        detect_movie(volume, options, progress=False)
+    message = str(caught.value)
+    assert "holes.npy" in message and "frame 2, channel 0" in message
+    detector = prepare_detector(volume, options)
+    with pytest.raises(InputError, match="frame 2, channel 0"):  # tiled frames are checked too
+        detect_frame(volume, 2, options, detector, max_frame_voxels=1, core_shape=(None, 48, 48))
+    unread = _movie_with_a_hole(tmp_path, bad, channel=1)  # a channel no detector reads
+    assert len(detect_movie(unread, options, progress=False)) > 0
+
+
+@pytest.mark.parametrize("method", ["classical", "unet"])
+def test_every_method_reads_its_frames_through_the_check(tmp_path, method):
+    volume = _movie_with_a_hole(tmp_path, np.nan)
+    model = None if method == "classical" else str(_tiny_unet(tmp_path / "tiny.pt"))
+    options = DetectionOptions(method=method, model=model, threshold=0.5)
+    with pytest.raises(InputError, match="holes.npy: frame 2, channel 0 holds 1 NaN"):
+        detect_movie(volume, options, frames=[2], progress=False)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from napari_kinetochores.errors import InputError
@@ -68,20 +68,104 @@ class DetectionOptions:
     resample_to_model: bool = False
 
 
+FrameSelection = range | tuple[int, ...]
+"""Frames to process: a range (``A:B``, never materialised) or sorted unique indices."""
+
+MAX_LISTED_FRAMES = 8
+"""Frames named in an error message; the rest are counted."""
+
+
+def _listed(frames: Sequence[int]) -> str:
+    """Frames for a message: at most :data:`MAX_LISTED_FRAMES` named, then a count."""
+    shown = ", ".join(str(t) for t in frames[:MAX_LISTED_FRAMES])
+    more = len(frames) - MAX_LISTED_FRAMES
+    return shown if more <= 0 else f"{shown}, … ({more} more)"
+
+
+def _quoted(text: str, limit: int = 40) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "…")
+
+
+def parse_frames(text: str) -> FrameSelection:
+    """Parse a frame selection: ``"3"``, ``"0:10"`` (end exclusive, ``":10"`` from 0) or ``"1,4,7"``.
+
+    The one parser of ``--frames``. A range stays a :class:`range` (however
+    long); a list comes back sorted and without repeats. Whether the frames
+    exist is checked against a movie by :func:`frame_range`.
+
+    Raises
+    ------
+    InputError
+        Text that is not a number, a range ``A:B`` or a list ``A,B,C``; a
+        negative frame; a selection of no frame (``"2:1"``, ``","``, ``""``).
+        The message quotes at most 40 characters of the text.
+
+    Examples
+    --------
+    >>> parse_frames("1,1,1"), parse_frames("4,0"), parse_frames("2:5")
+    ((1,), (0, 4), range(2, 5))
+    >>> parse_frames("2:1")
+    Traceback (most recent call last):
+    ...
+    napari_kinetochores.errors.InputError: --frames '2:1' selects no frame
+    """
+    try:
+        if ":" in text:
+            start, stop = text.split(":")
+            selection: FrameSelection = range(int(start) if start.strip() else 0, int(stop))
+        else:
+            selection = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
+    except ValueError:
+        raise InputError(
+            f"--frames {_quoted(text)} is not a frame number, a range A:B or a list A,B,C"
+        ) from None
+    if len(selection) == 0:
+        raise InputError(f"--frames {_quoted(text)} selects no frame")
+    if selection[0] < 0:
+        raise InputError(f"--frames {_quoted(text)}: frames are numbered from 0 (negative given)")
+    return selection
+
+
 def frame_range(n_frames: int, frames: Iterable[int] | None) -> list[int]:
-    """The selected frame indices, checked against the movie length.
+    """The selected frame indices, sorted and unique, checked against the movie length.
+
+    A :class:`range` is checked by its ends, so a huge one costs nothing;
+    error messages name at most :data:`MAX_LISTED_FRAMES` frames.
+
+    Raises
+    ------
+    InputError
+        No frame selected, or frames outside ``0..n_frames - 1``.
 
     Examples
     --------
     >>> frame_range(3, None)
     [0, 1, 2]
-    >>> frame_range(3, [2, 0])
-    [2, 0]
+    >>> frame_range(3, [2, 0, 2])
+    [0, 2]
+    >>> frame_range(3, range(1, 10**9))
+    Traceback (most recent call last):
+    ...
+    napari_kinetochores.errors.InputError: frames 3..999999999 are outside the movie (0..2)
     """
     if frames is None:
         return list(range(n_frames))
-    selected = [int(t) for t in frames]
+    if isinstance(frames, range):
+        frames = frames if frames.step > 0 else frames[::-1]
+        if len(frames) == 0:
+            raise InputError("the frame selection selects no frame")
+        if frames[0] >= 0 and frames[-1] < n_frames:
+            return list(frames)
+        bad = [t for t in (frames[0], frames[-1]) if not 0 <= t < n_frames]
+        if frames.step == 1 and frames[0] >= 0:
+            text = f"{max(frames[0], n_frames)}..{frames[-1]}"
+        else:
+            text = _listed(bad)
+        raise InputError(f"frames {text} are outside the movie (0..{n_frames - 1})")
+    selected = sorted({int(t) for t in frames})
+    if not selected:
+        raise InputError("the frame selection selects no frame")
     bad = [t for t in selected if not 0 <= t < n_frames]
     if bad:
-        raise InputError(f"frames {bad} are outside the movie (0..{n_frames - 1})")
+        raise InputError(f"frames {_listed(bad)} are outside the movie (0..{n_frames - 1})")
     return selected

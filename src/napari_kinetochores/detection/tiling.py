@@ -163,11 +163,16 @@ def read_region(volume, t: int, channel: int, region: tuple[slice, slice, slice]
     """Read one block (z, y, x) of frame ``t``, channel ``channel`` as float32.
 
     Only the chunks that hold the block are read from lazy (zarr, HDF5) data.
+    Raises an InputError naming the frame when it holds NaN or infinities.
     """
+    from napari_kinetochores.detection.pipeline import check_finite
+
     block = volume.data[(t, channel, *region)]
     if hasattr(block, "compute"):
         block = block.compute()
-    return np.asarray(block, dtype=np.float32)
+    block = np.asarray(block, dtype=np.float32)
+    check_finite(block, volume, t, channel)
+    return block
 
 
 def _strided_pick(
