@@ -74,6 +74,22 @@ def test_validate_voxel_size():
         validate_voxel_size(None, "movie.tif")
 
 
+def test_voxel_sizes_outside_the_physical_range_are_refused_wherever_they_enter(tmp_path, movie):
+    import h5py
+
+    assert validate_voxel_size([0.001, 1, 100]) == (0.001, 1.0, 100.0)
+    for bad in ([1e-300, 0.13, 0.13], [0.3, 1e300, 0.13], [0.3, 0.13, 0.0009], [101, 1, 1]):
+        with pytest.raises(InputError, match=r"between 0\.001 and 100 µm") as caught:
+            validate_voxel_size(bad, "movie.tif")
+        assert str(caught.value).startswith("movie.tif: ")
+    path = tmp_path / "tiny.h5"
+    with h5py.File(path, "w") as f:
+        f["raw"] = movie[0, 0]
+        f["raw"].attrs["element_size_um"] = [1e-300, 0.1, 0.1]
+    read_fails(path, "invalid voxel size in the file's metadata.*between 0.001 and 100 µm")
+    read_fails(path, "between 0.001 and 100 µm", voxel_size_um=(0.3, 0.1, 1e300))
+
+
 # --------------------------------------------------------------------------- the caller's axes and voxel size
 
 

@@ -51,6 +51,7 @@ __all__ = [
     "MAX_CHANNELS",
     "MIN_IMAGE_SIDE",
     "TCZYX",
+    "VOXEL_SIZE_RANGE_UM",
     "RawVolume",
     "Volume",
     "check_tczyx_array",
@@ -239,15 +240,25 @@ class Volume:
 # --------------------------------------------------------------------------- helpers
 
 
+VOXEL_SIZE_RANGE_UM = (0.001, 100.0)
+"""Physical range of a voxel's side (µm), inclusive: 1 nm (beyond any light microscope's
+sampling) to 100 µm (beyond any z step of cell imaging). Outside it a value is a unit or
+typing mistake (e.g. nm given as µm) that would make every distance wrong."""
+
+
 def validate_voxel_size(
     voxel_size_um: Sequence[float] | Any, source: str | Path | None = None
 ) -> tuple[float, float, float]:
     """Check a voxel size and return it as three floats (z, y, x) in µm.
 
+    The one check of a voxel size, wherever it enters: the readers' metadata,
+    the caller's ``voxel_size_um=`` (``--voxel-size``), checkpoints' info.
+
     Parameters
     ----------
     voxel_size_um
-        Three numbers (z, y, x) in µm, each finite and > 0.
+        Three numbers (z, y, x) in µm, each within :data:`VOXEL_SIZE_RANGE_UM`
+        (0.001 to 100 µm).
     source
         File or argument the value came from; named in the error message.
 
@@ -259,12 +270,16 @@ def validate_voxel_size(
     Raises
     ------
     InputError
-        If it is not three finite numbers > 0.
+        If it is not three finite numbers within the range.
 
     Examples
     --------
     >>> validate_voxel_size([0.3, 0.13, 0.13])
     (0.3, 0.13, 0.13)
+    >>> validate_voxel_size([1e-300, 0.13, 0.13], "--voxel-size")
+    Traceback (most recent call last):
+    ...
+    napari_kinetochores.errors.InputError: --voxel-size: voxel size must be between 0.001 and 100 µm along each axis, got (z, y, x) = (1e-300, 0.13, 0.13)
     """
     try:
         if isinstance(voxel_size_um, str | bytes):
@@ -280,6 +295,13 @@ def validate_voxel_size(
         )
     if not all(math.isfinite(v) and v > 0 for v in values):
         raise InputError(f"voxel size must be finite and > 0 µm, got (z, y, x) = {values}", source)
+    low, high = VOXEL_SIZE_RANGE_UM
+    if not all(low <= v <= high for v in values):
+        raise InputError(
+            f"voxel size must be between {low:g} and {high:g} µm along each axis, "
+            f"got (z, y, x) = {values}",
+            source,
+        )
     return values  # type: ignore[return-value]
 
 
