@@ -27,19 +27,11 @@ def _voxel_size_arg(parser: argparse.ArgumentParser, required: bool = False) -> 
     )
 
 
-def _frames(text: str | None) -> list[int] | None:
-    """Parse a frame selection: "3", "0:10" (end exclusive) or "1,4,7"."""
-    if text is None:
-        return None
-    try:
-        if ":" in text:
-            start, stop = text.split(":", 1)
-            return list(range(int(start or 0), int(stop)))
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise InputError(
-            f"--frames {text!r} is not a frame number, a range A:B or a list A,B,C"
-        ) from None
+def _frames(text: str | None):
+    """The ``--frames`` selection (:func:`~napari_kinetochores.detection.options.parse_frames`)."""
+    from napari_kinetochores.detection.options import parse_frames
+
+    return None if text is None else parse_frames(text)
 
 
 def _detection_args(parser: argparse.ArgumentParser) -> None:
@@ -157,6 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     det = sub.add_parser("detect", help="detect kinetochores in a movie and write a point CSV")
     det.add_argument("input", type=Path, help="movie: TIFF/OME-TIFF, zarr/OME-Zarr, HDF5 or .npy")
     det.add_argument("-o", "--output", type=Path, required=True, help="point CSV to write")
+    det.add_argument(
+        "--force",
+        action="store_true",
+        help="write OUTPUT even if it is the input or an existing file that is not a CSV",
+    )
     _detection_args(det)
 
     bat = sub.add_parser(
@@ -258,8 +255,11 @@ def _simulation_fields(pairs: list[str]) -> dict[str, object]:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from napari_kinetochores.io import write_points, write_tiff, write_zarr
+    from napari_kinetochores.io.atomic import check_output_folder
     from napari_kinetochores.simulate import SNR_LEVELS, SimulationParams, simulate_movie
 
+    check_output_folder(args.output)
+    check_output_folder(args.gt)
     if args.snr in SNR_LEVELS:
         snr = SNR_LEVELS[args.snr]
     else:
@@ -309,7 +309,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_detect(args: argparse.Namespace) -> int:
     from napari_kinetochores.detection import detect_movie
     from napari_kinetochores.io import read_volume, write_points
+    from napari_kinetochores.io.atomic import check_output_file
 
+    check_output_file(args.output, [args.input], force=args.force)
     volume = read_volume(
         args.input, axes=args.axes, voxel_size_um=args.voxel_size, dataset=args.dataset
     )
@@ -341,7 +343,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         channel=None if args.channel < 0 else args.channel,
     )
     if args.per_frame is not None:
-        result.per_frame.to_csv(args.per_frame, index=False)
+        from napari_kinetochores.io import write_csv
+
+        write_csv(args.per_frame, result.per_frame)
     if args.json:
         print(json.dumps(_json_safe(result.to_dict()), indent=2, allow_nan=False))
         return 0
@@ -727,6 +731,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if getattr(args, "voxel_size", None) is not None:
+            from napari_kinetochores.io import validate_voxel_size
+
+            args.voxel_size = validate_voxel_size(args.voxel_size, "--voxel-size")
         return COMMANDS[args.command](args)
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -737,6 +745,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `kinetochores evaluate ... | head`
         sys.stderr.close()
         return 0
+    except OSError as error:  # the file system refused (writes name their file: io.atomic)
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -471,11 +471,13 @@ def _three_frames(tmp_path, with_time: bool) -> tuple[pd.DataFrame, pd.DataFrame
 def test_evaluate_refuses_a_prediction_without_time_against_a_movie(tmp_path):
     pred, gt = _three_frames(tmp_path, with_time=False)
     assert pred.attrs["has_time"] is False
-    with pytest.raises(InputError, match=r"prediction has no time column.*reference.*3 frames"):
+    with pytest.raises(
+        InputError, match=r"prediction \(.*pred\.csv\) has no time column.*reference.*3 frames"
+    ):
         evaluate_points(pred, gt, VOXEL)
-    with pytest.raises(InputError, match=r"reference has no time column"):
+    with pytest.raises(InputError, match=r"reference \(.*pred\.csv\) has no time column"):
         evaluate_points(gt, pred, VOXEL)
-    with pytest.raises(InputError, match=r"prediction has no time column"):
+    with pytest.raises(InputError, match=r"prediction \(.*pred\.csv\) has no time column"):
         match_table(pred, gt, VOXEL)
     pred, gt = _three_frames(tmp_path, with_time=True)
     assert evaluate_points(pred, gt, VOXEL).overall["f1@0.3"] == 1.0
@@ -488,7 +490,7 @@ def test_a_table_without_time_is_put_in_the_single_frame_of_the_other_with_a_war
     path.write_text("z,y,x\n5,10,20\n6,40,20\n")
     pred = read_points(path, voxel_size_um=VOXEL)
     gt = _table([[3, 5, 10, 20], [3, 6, 40, 20]])
-    with pytest.warns(UserWarning, match=r"prediction has no time column.*frame 3"):
+    with pytest.warns(UserWarning, match=r"prediction \(.*zyx\.csv\) has no time column.*frame 3"):
         evaluation = evaluate_points(pred, gt, VOXEL)
     assert evaluation.overall["f1@0.3"] == 1.0 and list(evaluation.per_frame["t"]) == [3]
     with pytest.warns(UserWarning, match="frame 3"):

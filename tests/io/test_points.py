@@ -404,3 +404,9 @@ def test_text_cells_that_a_spreadsheet_runs_are_neutralised(tmp_path):
 def test_write_csv_neutralises_any_table(tmp_path):
     path = write_csv(tmp_path / "plates.csv", pd.DataFrame({"t": [0, 1], "label": ["=1", "b"]}))
     assert path.read_text().splitlines() == ["t,label", "0,'=1", "1,b"]
+
+
+def test_column_names_repeated_once_blanks_are_stripped(tmp_path):
+    path = tmp_path / "twice.csv"
+    path.write_text("t,z,y,x, x\n0,1,2,3,4\n")
+    _raises(path, r"column name\(s\) \['x'\] appear more than once", voxel_size_um=VOXEL)

@@ -43,7 +43,8 @@ SEEDS = (
 #: Cells that look like numbers, almost-numbers and trouble.
 CELLS = st.sampled_from(
     ["", " ", "nan", "inf", "-inf", "1e308", "-1e309", "0", "-1", "1.5", "1,5", "abc", "'=1",
-     "=cmd", '"', '""', "\t", "\r", "\n", ",", ";", "0x10", "1e6", "1e7", "True", "\x00", "é"]
+     "=cmd", '"', '""', "\t", "\r", "\n", ",", ";", "0x10", "1e6", "1e7", "True", "\x00", "é",
+     " x", "t ", "z_um", "channel", "axis-3", "Tags", "Unnamed: 0"]
 )  # fmt: skip
 
 

@@ -168,6 +168,10 @@ def time_paired(
         return pred, gt
     k = timed.index(False)  # the table without time
     other = tables[1 - k]
+    names = tuple(  # type: ignore[assignment]
+        f"{n} ({t.attrs['path']})" if t.attrs.get("path") else n
+        for n, t in zip(names, tables, strict=True)
+    )
     frames = np.unique(np.round(other["t"].to_numpy(dtype=float)))
     if len(frames) > 1:
         raise InputError(

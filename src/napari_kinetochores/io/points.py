@@ -441,6 +441,9 @@ def _read_cells(path: Path) -> _Cells:
         raise InputError(f"cannot parse the CSV table: {err}", path) from err
     df.columns = [str(c).strip() for c in df.columns]
     df = _text_cells(_drop_index_column(df), _restore)
+    repeated = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
+    if repeated:
+        raise InputError(f"column name(s) {repeated} appear more than once", path)
     return _Cells(df, path, text, sep)
 
 
@@ -477,7 +480,8 @@ def read_points(
         ``track_id`` as int, ids -1 where missing), then the file's other
         columns. A header-only file gives zero rows. ``df.attrs`` holds
         ``"layout"``, ``"has_time"`` (False when the file has no time column
-        and ``t`` was set to 0) and, when known, ``"voxel_size_um"``.
+        and ``t`` was set to 0), ``"path"`` (the file) and, when known,
+        ``"voxel_size_um"``.
 
     Raises
     ------
@@ -513,6 +517,7 @@ def read_points(
     out = _order(out)
     out.attrs["layout"] = layout.name
     out.attrs["has_time"] = "t" in layout.columns  # False: t was filled with 0 (no time column)
+    out.attrs["path"] = str(path)
     if voxel is not None:
         out.attrs["voxel_size_um"] = voxel
     return out
