@@ -44,6 +44,7 @@ from napari_kinetochores._widgets._common import KinetochoreWidget, show_info, s
 from napari_kinetochores._widgets._layers import (
     check_same_scale,
     image_voxel_size,
+    layer_kind,
     require_layer,
     source_path,
 )
@@ -113,7 +114,13 @@ class CorrectWidget(KinetochoreWidget):
             "peaks below the threshold are offered as candidate spots",
         )
         self.review_threshold = FloatSpinBox(
-            label="review threshold (0: model's)", value=0.0, min=0.0, max=1.0, step=0.05
+            label="review threshold (0: model's)",
+            value=0.0,
+            min=0.0,
+            max=1.0,
+            step=0.05,
+            tooltip="the threshold the detections were made with (0: the bundled default "
+            "model's); spots scoring nearest it are shown first",
         )
         self.next_button = PushButton(text=f"Next uncertain ({KEYS['next']})", enabled=False)
         self.summary = Label(value="")
@@ -176,8 +183,9 @@ class CorrectWidget(KinetochoreWidget):
     def _suggest_path(self, *_: Any) -> None:
         if self.layer is None and self.points.value is not None:
             self.autosave.value = default_autosave_path(self.points.value, self.image.value)
-            if self.score_map.value is None:  # the probability map Detect made for them
-                self.score_map.value = self.layer_named(f"{self.points.value.name} probability")
+            probability = self.layer_named(f"{self.points.value.name} probability")
+            if self.score_map.value is None and layer_kind(probability) == "image":
+                self.score_map.value = probability  # the probability map Detect made for them
 
     def _review_settings_changed(self, *_: Any) -> None:
         self._review_stale = True
