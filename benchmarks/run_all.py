@@ -5,19 +5,18 @@ repository root; a failed step is reported and the others still run. A step
 that cannot run here is skipped with a line that says why, and the summary
 lists it again.
 
-Quick set (default; on 2 cores the matching, detection, peer and report steps
-took 13.5 min end to end, docs/benchmarks.md; the batch and pairing checks add
-about 2 min, the robustness step about 10):
+Quick set (default; how long each step took on 2 cores is not recorded in
+benchmarks/results, so it is not quoted here):
 
 1. ``matching``: ``bench_matching --quick``, matching scaling, 1e2 … 1e5 points;
 2. ``detection``: ``bench_detection --quick``, our UNet against our classical
    detector (needs the bundled ``default`` model);
 3. ``batch``: ``bench_batch --quick``, and
 4. ``pairing_tracking``: ``bench_pairing_tracking --quick``: tiny sizes that
-   check the scripts end to end. Their figures in docs/benchmarks.md are
-   written by hand from full runs (34 min for pairing alone), so the quick
-   runs write to ``runs/bench_quick/`` and leave ``results/batch.json`` and
-   ``results/pairing_tracking.json`` alone;
+   check the scripts end to end. Their sections of docs/benchmarks.md are
+   generated from full runs, so the quick runs write to ``runs/bench_quick/``
+   and leave ``results/batch.json`` and ``results/pairing_tracking.json``
+   alone;
 5. ``robustness``: ``bench_robustness --quick`` (``--full`` with ``--full``),
    held-out movies of an independent renderer, when that module exists;
 6. ``stardist``: only with ``--full`` or ``--only stardist`` (in the quick set
