@@ -57,11 +57,14 @@ def _repackage(source, target, edit_rdf=None, files=None):
     return target
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
 def test_export_passes_bioimageio_core_test_without_torchvision(package):
     from bioimageio.core import test_model
 
     summary = test_model(package)
     assert summary.status == "passed", summary.format()
+    tested = " ".join(detail.name for detail in summary.details)
+    assert "(pytorch_state_dict)" in tested and "(torchscript)" in tested
     assert "torchvision" not in sys.modules  # CPU torch 2.13 cannot import it
 
 
@@ -84,6 +87,7 @@ def test_rdf_axes_scales_channels_and_metadata(package):
         assert [axis["scale"] for axis in space] == pytest.approx(loaded.info.voxel_size_um)
     assert rdf["outputs"][0]["axes"][1]["channel_names"] == ["c0_heatmap"]
     assert rdf["weights"]["pytorch_state_dict"]["architecture"]["callable"] == "kinetochore_unet"
+    assert rdf["weights"]["torchscript"]["parent"] == "pytorch_state_dict"  # for deepImageJ
     assert rdf["license"] == "BSD-3-Clause"
     assert {"kinetochore", "spot detection", "3D", "time-lapse"} <= set(rdf["tags"])
     assert any("Kinetochores" in entry["text"] for entry in rdf["cite"])
@@ -97,8 +101,8 @@ def test_test_tensors_are_a_normalised_frame_and_our_network_output(package):
     with zipfile.ZipFile(package) as archive:
         test_input = np.load(io.BytesIO(archive.read("test_input.npy")))
         test_output = np.load(io.BytesIO(archive.read("test_output.npy")))
-    assert test_input.shape == (1, 3, *bioimageio.TEST_SHAPE_ZYX)
-    assert test_output.shape == (1, 1, *bioimageio.TEST_SHAPE_ZYX)
+    assert test_input.shape == (1, 3, 24, 64, 64)
+    assert test_output.shape == (1, 1, 24, 64, 64)
     # noise units: background at 0, noise 1 / noise_units = 0.1 (spots far above it)
     assert abs(float(np.median(test_input))) < 0.05
     assert 0.05 < float(np.median(np.abs(test_input))) < 0.2

@@ -3,8 +3,8 @@
 A package (a zip holding ``rdf.yaml``, model format 0.5) carries
 ``pytorch_state_dict`` weights whose architecture is the standalone builder
 :mod:`napari_kinetochores.nn.bioimageio_architecture` (pytorch-3dunet's UNet
-with per-level pooling), test tensors made from a simulated frame, and
-micrometre scales on its space axes. bioimage.io consumers (ilastik,
+with per-level pooling), the same network traced to TorchScript, test tensors
+made from a simulated frame, and micrometre scales on its space axes. bioimage.io consumers (ilastik,
 deepImageJ, BiaPy) run it without this package and get the network's heatmap;
 napari-kinetochores turns that heatmap into points.
 
@@ -36,6 +36,7 @@ import io
 import re
 import shutil
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -58,7 +59,8 @@ ARCHITECTURE_CALLABLE = "kinetochore_unet"
 ARCHITECTURE_FILE = "kinetochore_unet.py"
 PYTORCH3DUNET_MODULE = "pytorch3dunet.unet3d.model"
 TEST_SHAPE_ZYX = (24, 64, 64)
-"""Test tensor size (z, y, x) in voxels: a simulated frame, small enough to test in seconds."""
+"""Test tensor size (z, y, x) in voxels: a simulated frame, small enough to test in seconds
+(a multiple of the network's pooling divisor, and of at least the smallest input size)."""
 HALO_ZYX = (4, 8, 8)
 """Output voxels per side that a tiling consumer should discard (1.2 µm z, 1 µm y/x)."""
 INSTALL_HINT = (
@@ -99,7 +101,7 @@ def export_bioimageio(model: str | Path, path: str | Path) -> Path:
 
 
 def _write_files(loaded: LoadedModel, folder: Path) -> None:
-    """The package's files: weights, architecture, test and sample tensors, README, conda env."""
+    """The package's files: weights (state dict and TorchScript), architecture, tensors, docs, env."""
     import tifffile
     import torch
 
@@ -110,6 +112,13 @@ def _write_files(loaded: LoadedModel, folder: Path) -> None:
     tifffile.imwrite(folder / "sample_output.tif", test_output[0])
     weights = {k: v.detach().cpu() for k, v in loaded.model.state_dict().items()}
     torch.save(weights, folder / "weights.pt")
+    # TorchScript for consumers without Python (deepImageJ); bioimageio.core's test checks it.
+    # torch 2.13 deprecates tracing, but TorchScript is the format those consumers read.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "`torch.jit", DeprecationWarning)
+        example = torch.from_numpy(test_input)
+        traced = torch.jit.trace(loaded.model.eval(), example, check_trace=False)
+    traced.save(str(folder / "weights_torchscript.pt"))
     shutil.copy(Path(__file__).with_name("bioimageio_architecture.py"), folder / ARCHITECTURE_FILE)
     (folder / "README.md").write_text(_documentation(loaded), encoding="utf-8")
     (folder / "environment.yaml").write_text(
@@ -141,7 +150,7 @@ def _test_tensors(loaded: LoadedModel) -> tuple[np.ndarray, np.ndarray]:
     window = config.temporal_window
     params = SimulationParams(
         n_frames=window,
-        shape_zyx=TEST_SHAPE_ZYX,
+        shape_zyx=shape_of_test_tensors(config),
         voxel_size_um=tuple(info.voxel_size_um),
         n_pairs=6,
     )
@@ -159,6 +168,22 @@ def _test_tensors(loaded: LoadedModel) -> tuple[np.ndarray, np.ndarray]:
     with torch.inference_mode():
         test_output = loaded.model(torch.from_numpy(test_input)).float().numpy()
     return test_input, test_output
+
+
+def shape_of_test_tensors(config: ModelConfig) -> tuple[int, int, int]:
+    """Test tensor size (z, y, x): :data:`TEST_SHAPE_ZYX` rounded up to the pooling divisor.
+
+    >>> shape_of_test_tensors(ModelConfig(pool_kernels=[[1, 2, 2], [2, 2, 2]]))
+    (24, 64, 64)
+    >>> shape_of_test_tensors(ModelConfig(num_levels=4, pool_kernels=[[2, 4, 4]] * 3))
+    (24, 64, 64)
+    >>> shape_of_test_tensors(ModelConfig(num_levels=5, pool_kernels=[[2, 2, 2]] * 4))
+    (32, 64, 64)
+    """
+    return tuple(
+        int(-(-size // step) * step)
+        for size, step in zip(TEST_SHAPE_ZYX, config.divisor, strict=True)
+    )
 
 
 def input_channel_names(config: ModelConfig) -> list[str]:
@@ -195,7 +220,7 @@ def _space_axes(v05, loaded: LoadedModel, output: bool):
             size = v05.SizeReference(tensor_id=v05.TensorId("input"), axis_id=v05.AxisId(axis))
             axes.append(v05.SpaceOutputAxisWithHalo(size=size, halo=halo, **common))
         else:
-            size = v05.ParameterizedSize(min=4 * halo, step=step)
+            size = v05.ParameterizedSize(min=-(-4 * halo // step) * step, step=step)
             axes.append(v05.SpaceInputAxis(size=size, **common))
     return axes
 
@@ -243,7 +268,13 @@ def _description(loaded: LoadedModel, folder: Path):
             architecture=architecture,
             pytorch_version=v05.Version(torch.__version__.split("+")[0]),
             dependencies=v05.FileDescr(source=folder / "environment.yaml"),
-        )
+        ),
+        torchscript=v05.TorchscriptWeightsDescr(
+            source=folder / "weights_torchscript.pt",
+            pytorch_version=v05.Version(torch.__version__.split("+")[0]),
+            parent="pytorch_state_dict",
+            comment="traced from the pytorch_state_dict weights by napari-kinetochores",
+        ),
     )
     return v05.ModelDescr(
         name=f"napari-kinetochores {loaded.path.stem} 3D UNet",
