@@ -212,7 +212,8 @@ def test_csv_missing_columns(movie, tmp_path, capsys):
 def test_zero_voxel_size(movie, detections, tmp_path, capsys):
     image, gt = movie
     bad_voxel = ["--voxel-size", "0", "0.13", "0.13"]
-    err = _fails_naming(capsys, ["evaluate", str(detections), str(gt), *bad_voxel], "pred.csv")
+    # the argument is at fault, and is named
+    err = _fails_naming(capsys, ["evaluate", str(detections), str(gt), *bad_voxel], "--voxel-size")
     assert "voxel size" in err
     argv = [
         "detect",
@@ -223,7 +224,7 @@ def test_zero_voxel_size(movie, detections, tmp_path, capsys):
         "classical",
         *bad_voxel,
     ]
-    assert "voxel size" in _fails_naming(capsys, argv, "movie.tif")
+    assert "voxel size" in _fails_naming(capsys, argv, "--voxel-size")
 
 
 def test_unknown_axes(movie, tmp_path, capsys):
@@ -290,6 +291,134 @@ def test_evaluate_without_matches_reports_null_errors(movie, tmp_path, capsys):
     overall = json.loads(capsys.readouterr().out)["overall"]
     assert overall["tp@0.3"] == 0 and overall["f1@0.3"] == 0.0
     assert overall["median_nm"] is None  # NaN is not valid JSON
+
+
+def _one_error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_detect_refuses_to_write_over_its_input_or_another_file(movie, tmp_path, capsys):
+    image, _ = movie
+    copy = tmp_path / "movie.tif"
+    shutil.copy(image, copy)
+    before = copy.read_bytes()
+    args = ["--method", "classical", "--quiet", "--frames", "0"]
+    err = _fails_naming(capsys, ["detect", str(copy), "-o", str(copy), *args], "movie.tif")
+    assert "input" in _one_error_line(err)
+    same = tmp_path / "." / "movie.tif"  # the same file, spelt otherwise
+    _fails_naming(capsys, ["detect", str(copy), "-o", str(same), *args], "movie.tif")
+    assert copy.read_bytes() == before
+    notes = tmp_path / "notes.txt"
+    notes.write_text("keep me")
+    err = _fails_naming(capsys, ["detect", str(copy), "-o", str(notes), *args], "notes.txt")
+    assert "--force" in _one_error_line(err) and notes.read_text() == "keep me"
+    assert main(["detect", str(copy), "-o", str(notes), *args, "--force"]) == 0
+    assert len(pd.read_csv(notes)) > 0
+    assert main(["detect", str(copy), "-o", str(tmp_path / "new.csv"), *args]) == 0
+    assert main(["detect", str(copy), "-o", str(tmp_path / "new.csv"), *args]) == 0  # a CSV: fine
+
+
+def test_frames_are_parsed_into_a_checked_unique_selection(movie, tmp_path, capsys):
+    image, _ = movie
+    argv = ["detect", str(image), "--method", "classical", "--quiet"]
+    assert main([*argv, "-o", str(tmp_path / "once.csv"), "--frames", "1"]) == 0
+    assert main([*argv, "-o", str(tmp_path / "thrice.csv"), "--frames", "1,1,1"]) == 0
+    once, thrice = (pd.read_csv(tmp_path / n) for n in ("once.csv", "thrice.csv"))
+    assert len(once) > 0
+    pd.testing.assert_frame_equal(thrice, once)
+    for text in ("2:1", ",", "", "0:0"):
+        out = tmp_path / "empty.csv"
+        err = _fails_naming(capsys, [*argv, "-o", str(out), "--frames", text], "--frames")
+        assert "selects no frame" in _one_error_line(err)
+        assert not out.exists()
+    for text in ("0:1000000000", "0:1000000", ",".join(map(str, range(100_000)))):
+        err = _fails_naming(capsys, [*argv, "-o", str(tmp_path / "p.csv"), "--frames", text], "")
+        assert "outside the movie" in err and len(err) < 400
+
+
+@pytest.mark.parametrize("voxel", [("1e-300", "0.13", "0.13"), ("0.3", "1e300", "0.13")])
+def test_voxel_sizes_outside_the_physical_range_are_refused(
+    movie, detections, tmp_path, capsys, voxel
+):
+    image, gt = movie
+    bad = ["--voxel-size", *voxel]
+    commands = [
+        ["detect", str(image), "-o", str(tmp_path / "p.csv"), "--method", "classical", *bad],
+        ["evaluate", str(detections), str(gt), *bad],
+        ["simulate", str(tmp_path / "s.tif"), "--gt", str(tmp_path / "g.csv"), *bad],
+        ["pair", str(gt), "-o", str(tmp_path / "q.csv"), *bad],
+    ]
+    for argv in commands:
+        err = _fails_naming(capsys, argv, "voxel size")
+        assert "0.001" in err and "100" in err
+        _one_error_line(err)
+    assert not any(tmp_path.iterdir())
+
+
+def _unwritable_commands(image, gt, detections, tmp_path, out):
+    quiet = ["--quiet"]
+    return {
+        "detect": ["detect", str(image), "-o", str(out), "--method", "classical", *quiet],
+        "pair": ["pair", str(gt), "-o", str(out), *VOXEL_ARGS, *quiet],
+        "track": ["track", str(gt), "-o", str(out), *VOXEL_ARGS, *quiet],
+        "measure": ["measure", str(gt), "-o", str(out), *VOXEL_ARGS, *quiet],
+        "measure --plates": ["measure", str(gt), "-o", str(tmp_path / "m.csv"), "--plates",
+                             str(out), *VOXEL_ARGS, *quiet],
+        "simulate": ["simulate", str(out.with_suffix(".tif")), "--gt", str(tmp_path / "g.csv"),
+                     "--frames", "1", "--shape", "8", "32", "32", "--pairs", "2"],
+        "simulate --gt": ["simulate", str(tmp_path / "s.tif"), "--gt", str(out), "--frames", "1",
+                          "--shape", "8", "32", "32", "--pairs", "2"],
+        "evaluate --per-frame": ["evaluate", str(detections), str(gt), *VOXEL_ARGS,
+                                 "--per-frame", str(out)],
+        "batch": ["batch", str(image), "-o", str(out.parent / "batch_out"), "--method",
+                  "classical", "--workers", "1", *quiet],
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("case", ["parent is a file", "missing folder"])
+def test_unwritable_outputs_end_in_one_error_line(movie, detections, tmp_path, capsys, case):
+    image, gt = movie
+    blocker = tmp_path / "blocker.txt"
+    blocker.write_text("x")
+    parent = blocker if case == "parent is a file" else tmp_path / "missing" / "deeper"
+    out = parent / "out.csv"
+    commands = _unwritable_commands(image, gt, detections, tmp_path, out)
+    if case == "missing folder":
+        del commands["batch"]  # batch creates its output folder
+    for name, argv in commands.items():
+        err = _fails_naming(capsys, argv, str(parent))
+        assert "cannot" in _one_error_line(err), name
+    assert blocker.read_text() == "x" and not (tmp_path / "missing").exists()
+
+
+def test_evaluate_per_frame_is_written_atomically_and_clears_leftovers(
+    movie, detections, tmp_path, capsys, monkeypatch
+):
+    import errno
+    import os
+
+    _, gt = movie
+    per_frame = tmp_path / "per_frame.csv"
+    per_frame.write_text("old,content\n")
+    leftover = tmp_path / ".per_frame.csv.0123abcd.tmp"  # from a write killed long ago
+    leftover.write_text("t,f1\n0,")
+    os.utime(leftover, (0, 0))
+    argv = ["evaluate", str(detections), str(gt), *VOXEL_ARGS, "--per-frame", str(per_frame)]
+
+    def disk_full(self, path, *args, **kwargs):
+        Path(path).write_text("t,f1\n0,")  # a torn write, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pd.DataFrame, "to_csv", disk_full)
+        err = _fails_naming(capsys, argv, "per_frame.csv")
+    assert "no space left" in _one_error_line(err)
+    assert per_frame.read_text() == "old,content\n"  # untouched
+    assert main(argv) == 0
+    assert list(pd.read_csv(per_frame).columns[:1]) == ["t"]
+    assert [p.name for p in tmp_path.iterdir()] == ["per_frame.csv"]
 
 
 # --------------------------------------------------------------------------

@@ -339,3 +339,96 @@ def test_expand_inputs(tmp_path):
         expand_inputs([str(tmp_path / "*.h5")])
     with pytest.raises(InputError, match="not found"):
         expand_inputs([tmp_path / "missing.tif"])
+
+
+def test_expand_inputs_skips_the_outputs_of_batch(tmp_path):
+    from napari_kinetochores.batch import expand_inputs
+
+    folder = tmp_path / "data"
+    (folder / "cell.zarr").mkdir(parents=True)
+    (folder / "cell.probabilities.ome.zarr").mkdir()  # a batch output beside its movie
+    (folder / "out" / "cell.probabilities.ome.zarr").mkdir(parents=True)
+    (folder / "cell.csv").write_text("t,z,y,x\n")
+    (folder / "manifest.json").write_text("{}")
+    names = lambda found: [p.relative_to(folder).as_posix() for p in found]  # noqa: E731
+    assert names(expand_inputs([folder], output_dir=folder)) == ["cell.zarr"]
+    pattern = str(folder / "**" / "*.zarr")
+    assert names(expand_inputs([pattern], output_dir=folder / "out")) == ["cell.zarr"]
+    with pytest.raises(InputError, match="output of this batch"):
+        expand_inputs([folder / "out" / "cell.probabilities.ome.zarr"], output_dir=folder / "out")
+
+
+def test_resume_keys_parts_by_the_movie_and_the_options(movies, cluster_factory, tmp_path):
+    """A movie of the same name elsewhere, a changed movie, or other options (even with the
+    manifest gone) never reuse parts; the same movie and options do."""
+    import shutil
+
+    from distributed import Client
+
+    from napari_kinetochores.batch import run_batch
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    for folder, source in ((first, "cell_a.tif"), (second, "cell_b.ome.tif")):
+        folder.mkdir()
+        shutil.copy(movies / source, folder / "cell.tif")
+    out = tmp_path / "out"
+    classical = DetectionOptions(method="classical")
+
+    def run(movie, options=classical, **kwargs):
+        return run_batch(
+            [movie], out, options, client=client, progress=False, echo=lambda m: None, **kwargs
+        )
+
+    def detect(movie, *options):
+        expected = tmp_path / "expected.csv"
+        argv = ["detect", str(movie), "-o", str(expected), "--method", "classical", "--quiet"]
+        assert main([*argv, *options]) == 0
+        return expected.read_bytes()
+
+    with Client(cluster_factory()) as client:
+        assert run(first / "cell.tif").n_submitted == 3
+        again = run(first / "cell.tif", resume=True)
+        assert (again.n_submitted, again.n_skipped) == (0, 3)
+        other = run(second / "cell.tif", resume=True)  # same stem, another movie
+        assert (other.n_submitted, other.n_skipped) == (3, 0)
+        assert (out / "cell.csv").read_bytes() == detect(second / "cell.tif")
+
+        shutil.copy(movies / "cell_a.tif", second / "cell.tif")  # the movie changed in place
+        changed = run(second / "cell.tif", resume=True)
+        assert (changed.n_submitted, changed.n_skipped) == (3, 0)
+        assert (out / "cell.csv").read_bytes() == detect(first / "cell.tif")
+
+        (out / "manifest.json").unlink()  # without a manifest, the parts still carry their key
+        stricter = DetectionOptions(method="classical", threshold=8.0)
+        unchecked = run(second / "cell.tif", stricter, resume=True)
+        assert (unchecked.n_submitted, unchecked.n_skipped) == (3, 0)
+        assert (out / "cell.csv").read_bytes() == detect(second / "cell.tif", "--threshold", "8")
+        (out / "manifest.json").unlink()
+        same = run(second / "cell.tif", stricter, resume=True)
+        assert (same.n_submitted, same.n_skipped) == (0, 3)
+
+
+def test_output_folder_inside_the_input_folder_is_not_read_back(movies, cluster_factory, tmp_path):
+    import shutil
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    shutil.copy(movies / "cell_a.tif", folder / "cell_a.tif")
+    shutil.copytree(movies / "cell_c.zarr", folder / "cell_c.zarr")
+    cluster = cluster_factory()
+    argv = ["batch", str(folder), "-o", str(folder), "--method", "classical", "--quiet"]
+    argv += ["--save-probabilities", "--scheduler", cluster.scheduler_address]
+    for _ in range(2):  # the second run sees the first one's outputs in its input folder
+        assert main(argv) == 0
+        manifest = json.loads((folder / "manifest.json").read_text())
+        assert sorted(Path(m["input"]).name for m in manifest["movies"]) == [
+            "cell_a.tif",
+            "cell_c.zarr",
+        ]
+    maps = read_volume(folder / "cell_c.probabilities.ome.zarr")
+    np.testing.assert_array_equal(maps.frame(1), _classical_map(movies / "cell_c.zarr", 1))
+    nested = ["batch", str(folder / "**" / "*.zarr"), "-o", str(folder / "out"), *argv[4:]]
+    for _ in range(2):
+        assert main(nested) == 0
+        manifest = json.loads((folder / "out" / "manifest.json").read_text())
+        assert [Path(m["input"]).name for m in manifest["movies"]] == ["cell_c.zarr"]

@@ -16,11 +16,27 @@ Outputs in ``OUTDIR``, per movie ``<stem>`` (the file name without
   network output (UNet) or the score map in noise sigmas (classical),
   TCZYX float32, chunked per frame (and 512 × 512 in y, x), each frame
   written by the worker that processed it;
-* ``.parts/<stem>/t000000.csv``…: the committed per-frame tables, from which
-  ``<stem>.csv`` is assembled and ``--resume`` knows what is done;
+* ``.parts/<stem>-<key>/t000000.csv``…: the committed per-frame tables, from
+  which ``<stem>.csv`` is assembled and ``--resume`` knows what is done;
 
 and ``manifest.json``: inputs, model hash, parameters, versions, and the status
 of every movie and frame.
+
+What ``--resume`` reuses: a frame's part file only when its folder's ``<key>``
+matches, a hash of the input's identity and of the detection parameters
+(options, model hash, reading and tiling options; :func:`parts_key`). The
+identity of a movie file is its resolved path, size and modification time in
+nanoseconds; of a folder (zarr) the same for every file in it
+(:func:`input_identity`). A content hash would read every byte of movies of
+tens of GB before any work; a changed file changes its size or time, so it is
+recomputed, and a movie of the same name in another folder never reuses
+another's parts. The key is in the folder name, so parts are checked even
+when the manifest is gone. A probability store is reused only with the same key.
+
+Outputs are never read as movies: folders and patterns skip
+``*.probabilities.ome.zarr`` stores, and naming one of this output folder's
+outputs as an input is an error, so an output folder inside (or equal to)
+the input folder is safe to run into again.
 
 Fault tolerance: every file is written to a temporary name and renamed (zarr
 chunks too), and a frame's part file is committed last, so a worker killed
@@ -35,6 +51,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 import uuid
@@ -66,6 +83,8 @@ MOVIE_SUFFIXES = (
 )
 MANIFEST_NAME = "manifest.json"
 PARTS_DIR = ".parts"
+MAP_SUFFIX = ".probabilities.ome.zarr"
+"""Suffix of the score-map stores batch writes (never read back as movies)."""
 PLUGIN_PREFIX = "napari-kinetochores-detector"
 
 
@@ -87,7 +106,7 @@ def movie_stem(path: str | Path) -> str:
 
 def _is_movie(path: Path) -> bool:
     name = path.name.lower()
-    if name.startswith("."):
+    if name.startswith(".") or name.endswith(MAP_SUFFIX):
         return False
     if path.is_dir():
         return name.endswith(".zarr") or any(
@@ -96,21 +115,38 @@ def _is_movie(path: Path) -> bool:
     return name.endswith(MOVIE_SUFFIXES)
 
 
-def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
+def _is_output_of(path: Path, output_dir: Path | None) -> bool:
+    """Whether ``path`` is something batch writes into ``output_dir``."""
+    if output_dir is None:
+        return False
+    resolved, out = path.resolve(), output_dir.resolve()
+    in_parts = out / PARTS_DIR in resolved.parents
+    return in_parts or (resolved.parent == out and resolved.name.lower().endswith(MAP_SUFFIX))
+
+
+def expand_inputs(inputs: Iterable[str | Path], output_dir: str | Path | None = None) -> list[Path]:
     """Expand files, folders and glob patterns into a list of movies.
 
     A folder that is a zarr store is one movie; any other folder contributes
     the movies directly inside it (``.tif``, ``.tiff``, ``.zarr``, ``.h5``,
     ``.hdf5``, ``.npy``), sorted by name. Patterns (``*``, ``?``, ``[``,
     ``**``) are expanded with :mod:`glob`. Duplicates are dropped, order is
-    kept.
+    kept. Folders and patterns skip score-map stores (``*.probabilities.ome.zarr``).
+
+    Parameters
+    ----------
+    inputs
+        Movie files, folders and glob patterns.
+    output_dir
+        The batch's output folder: its outputs are never inputs.
 
     Raises
     ------
     InputError
-        An input that does not exist or matches nothing, no movie at all, or
-        two movies with the same output stem.
+        An input that does not exist or matches nothing, no movie at all, two
+        movies with the same output stem, or an output of ``output_dir``.
     """
+    output_dir = None if output_dir is None else Path(output_dir)
     found: list[Path] = []
     for item in inputs:
         text = str(item)
@@ -124,6 +160,10 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
         path = Path(text)
         if not path.exists():
             raise InputError("file not found", path)
+        if _is_output_of(path, output_dir):
+            raise InputError(
+                f"this is an output of this batch (in {output_dir}), not a movie", path
+            )
         if path.is_dir() and not _is_movie(path):
             movies = sorted(p for p in path.iterdir() if _is_movie(p))
             if not movies:
@@ -152,14 +192,62 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
 
 
 def _write_json(path: Path, payload: dict) -> None:
-    """Write JSON atomically (temporary file in the same folder, then rename)."""
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
+    """Write JSON atomically (:func:`~napari_kinetochores.io.atomic.atomic_output`)."""
+    from napari_kinetochores.io.atomic import atomic_output
+
+    with atomic_output(path) as tmp:
         tmp.write_text(json.dumps(payload, indent=1, allow_nan=False))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+
+
+def input_identity(path: str | Path) -> dict:
+    """What identifies a movie for ``--resume``: resolved path, size and mtime (ns).
+
+    A folder (zarr store) counts the size and time of every file in it,
+    summarised as one SHA-256 over their relative names, sizes and times.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> movie = Path(tempfile.mkdtemp()) / "m.npy"
+    >>> _ = movie.write_bytes(b"0123")
+    >>> sorted(input_identity(movie)), input_identity(movie)["size"]
+    (['mtime_ns', 'path', 'size'], 4)
+    """
+    path = Path(path).resolve()
+    if not path.is_dir():
+        stat = path.stat()
+        return {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    digest = hashlib.sha256()
+    n_files, size = 0, 0
+    for folder, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(files):
+            stat = os.stat(os.path.join(folder, name))
+            rel = os.path.relpath(os.path.join(folder, name), path)
+            digest.update(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+            n_files, size = n_files + 1, size + stat.st_size
+    return {"path": str(path), "files": n_files, "size": size, "files_sha256": digest.hexdigest()}
+
+
+def parts_key(identity: dict, detection_parameters: dict) -> str:
+    """Key (16 hex digits) of a movie's part files: its identity and the detection parameters.
+
+    Examples
+    --------
+    >>> parts_key({"path": "/a/cell.tif", "size": 1, "mtime_ns": 2}, {"threshold": None})
+    'a0ceb4003e4fefd4'
+    """
+    text = json.dumps({"input": identity, "parameters": detection_parameters}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _frames_parameter(frames) -> str | list[int] | None:
+    """The frame selection as JSON: ``"A:B"`` for a range (never listed), else sorted frames."""
+    if frames is None:
+        return None
+    if isinstance(frames, range) and frames.step == 1:
+        return f"{frames.start}:{frames.stop}"
+    return sorted({int(t) for t in frames})
 
 
 def file_sha256(path: str | Path) -> str:
@@ -198,8 +286,23 @@ def library_versions(method: str = "classical") -> dict[str, str]:
     return found
 
 
-def _part_path(output_dir: Path, stem: str, t: int) -> Path:
-    return output_dir / PARTS_DIR / stem / f"t{t:06d}.csv"
+def _parts_dir(output_dir: Path, stem: str, key: str) -> Path:
+    return output_dir / PARTS_DIR / f"{stem}-{key}"
+
+
+def _part_path(parts: Path, t: int) -> Path:
+    return parts / f"t{t:06d}.csv"
+
+
+def _clear_other_parts(output_dir: Path, stem: str, key: str) -> None:
+    """Remove a movie's part folders of other keys (and of the old, unkeyed layout)."""
+    pattern = re.compile(rf"{re.escape(stem)}(-[0-9a-f]{{16}})?")
+    root = output_dir / PARTS_DIR
+    if not root.is_dir():
+        return
+    for folder in root.iterdir():
+        if pattern.fullmatch(folder.name) and folder.name != f"{stem}-{key}":
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _frame_dtypes(voxel_size_um) -> pd.Series:
@@ -217,12 +320,12 @@ def read_part(path: Path, voxel_size_um) -> pd.DataFrame:
 
 
 def assemble_movie(
-    output_dir: Path, stem: str, frames: Sequence[int], voxel_size_um
+    output_dir: Path, stem: str, frames: Sequence[int], voxel_size_um, parts: Path
 ) -> pd.DataFrame:
-    """Concatenate a movie's per-frame tables in frame order and write ``<stem>.csv``."""
+    """Concatenate a movie's per-frame tables (in ``parts``) in frame order; write ``<stem>.csv``."""
     from napari_kinetochores.io import write_points
 
-    tables = [read_part(_part_path(output_dir, stem, t), voxel_size_um) for t in frames]
+    tables = [read_part(_part_path(parts, t), voxel_size_um) for t in frames]
     points = pd.concat(tables, ignore_index=True) if tables else points_table(0, [], voxel_size_um)
     write_points(output_dir / f"{stem}.csv", points, voxel_size_um)
     return points
@@ -235,11 +338,13 @@ def create_map_store(
     kind: str,
     voxel_size_um,
     core_yx: int = DEFAULT_CORE_YX,
+    key: str | None = None,
 ) -> Path:
     """Create an empty OME-Zarr for score maps: (T, len(channels), Z, Y, X) float32.
 
     Chunks are (1, 1, Z, ≤core_yx, ≤core_yx): no chunk spans two frames, so
-    workers write their frames in parallel.
+    workers write their frames in parallel. ``key`` (see :func:`parts_key`)
+    is kept in the attributes; ``--resume`` reuses only a store of its key.
     """
     import numpy as np
     import zarr
@@ -261,8 +366,22 @@ def create_map_store(
     array.resize((t, c, z, y, x))
     array[0] = 0  # the placeholder voxel; frame 0 is written by its task
     group = zarr.open_group(str(path), mode="r+")
-    group.attrs["napari_kinetochores"] = {"kind": kind, "movie_channels": channels}
+    group.attrs["napari_kinetochores"] = {
+        "kind": kind,
+        "movie_channels": channels,
+        "parts_key": key,
+    }
     return path
+
+
+def _map_store_key(path: Path) -> str | None:
+    """The ``parts_key`` a score-map store was made for (None: no store, or unreadable)."""
+    import zarr
+
+    try:
+        return dict(zarr.open_group(str(path), mode="r").attrs)["napari_kinetochores"]["parts_key"]
+    except Exception:  # no store, not a group, or made before keys: not reusable
+        return None
 
 
 # --------------------------------------------------------------------------- results
@@ -424,8 +543,10 @@ def run_batch(
         with the same parameters; compute only the others.
     save_probabilities : bool
         Also write ``<stem>.probabilities.ome.zarr``.
-    frames : sequence of int, optional
-        Frames to process in every movie (default: all).
+    frames : range or sequence of int, optional
+        Frames to process in every movie (default: all), e.g. from
+        :func:`~napari_kinetochores.detection.options.parse_frames`; a range
+        is never listed out. Each movie's probe checks them against its length.
     voxel_size_um, axes, dataset
         Reading options, as for :func:`napari_kinetochores.io.read_volume`.
     max_frame_voxels : int or None
@@ -462,9 +583,14 @@ def run_batch(
     backend = detector_class(options.method)
     if save_probabilities and not backend.score_maps:
         raise InputError(f"--save-probabilities: method {options.method!r} makes no score maps")
-    movies = expand_inputs(inputs)
+    from napari_kinetochores.io.atomic import output_error
+
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    movies = expand_inputs(inputs, output_dir)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise output_error(error, output_dir) from None
     voxel = None if voxel_size_um is None else tuple(validate_voxel_size(voxel_size_um))
     if max_frame_voxels is not None and int(max_frame_voxels) < 1:
         raise InputError(f"--max-frame-voxels must be positive, got {max_frame_voxels}")
@@ -472,10 +598,10 @@ def run_batch(
         raise InputError(f"the tile core must be at least 8 voxels, got {core_yx}")
     model_path, model_sha = _model_info(options)
     map_detector = get_detector(options) if save_probabilities else None
-    selected = None if frames is None else [int(t) for t in frames]
+    selected = frames if frames is None or isinstance(frames, range) else list(frames)
     parameters = {
         "options": asdict(options),
-        "frames": selected,
+        "frames": _frames_parameter(selected),
         "voxel_size_um": None if voxel is None else list(voxel),
         "axes": axes,
         "dataset": dataset,
@@ -487,6 +613,7 @@ def run_batch(
     parameters_sha = hashlib.sha256(
         json.dumps(parameters, sort_keys=True, default=str).encode()
     ).hexdigest()
+    detection_parameters = {k: v for k, v in parameters.items() if k != "frames"}
     manifest_path = output_dir / MANIFEST_NAME
     if resume and manifest_path.exists():
         try:
@@ -506,7 +633,7 @@ def run_batch(
 
     manifest = {
         "format": "napari-kinetochores batch manifest",
-        "format_version": 1,
+        "format_version": 2,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "updated": None,
         "finished": None,
@@ -561,7 +688,11 @@ def run_batch(
             for message in probe["warnings"]:
                 echo(f"warning: {message}")
             shape = probe["shape"]
+            identity = input_identity(path)
+            key = parts_key(identity, json.loads(json.dumps(detection_parameters, default=str)))
             entry.update(
+                input_identity=identity,
+                parts=f"{PARTS_DIR}/{stem}-{key}",
                 shape_tczyx=shape,
                 voxel_size_um=probe["voxel_size_um"],
                 voxel_size_source=probe["voxel_size_source"],
@@ -571,22 +702,25 @@ def run_batch(
                 n_detections=None,
                 tiled=bool(max_frame_voxels and shape[2] * shape[3] * shape[4] > max_frame_voxels),
             )
-            parts = output_dir / PARTS_DIR / stem
+            parts = _parts_dir(output_dir, stem, key)
+            _clear_other_parts(output_dir, stem, key)
             parts.mkdir(parents=True, exist_ok=True)
             for stale in parts.glob(".*.tmp"):  # torn writes of killed workers
                 stale.unlink(missing_ok=True)
             map_store = None
             if save_probabilities:
-                map_store = output_dir / f"{stem}.probabilities.ome.zarr"
+                map_store = output_dir / f"{stem}{MAP_SUFFIX}"
                 entry["probabilities"] = map_store.name
                 channels, kind = map_detector.map_channels(shape[1], options)
-                if not (resume and (map_store / "0").exists()):
+                if not (resume and _map_store_key(map_store) == key):
+                    for done_part in parts.glob("t*.csv"):  # their maps are not in a new store
+                        done_part.unlink()
                     create_map_store(
-                        map_store, shape, channels, kind, probe["voxel_size_um"], core_yx
+                        map_store, shape, channels, kind, probe["voxel_size_um"], core_yx, key
                     )
             entry["frames"] = []
             for t in probe["frames"]:
-                part = _part_path(output_dir, stem, t)
+                part = _part_path(parts, t)
                 done = resume and part.exists()
                 entry["frames"].append({"t": t, "status": "done" if done else "pending"})
                 if done:
@@ -614,7 +748,11 @@ def run_batch(
                 entry["status"] = "incomplete"
                 return
             points = assemble_movie(
-                output_dir, entry["stem"], [f["t"] for f in frame_states], entry["voxel_size_um"]
+                output_dir,
+                entry["stem"],
+                [f["t"] for f in frame_states],
+                entry["voxel_size_um"],
+                output_dir / entry["parts"],
             )
             entry.update(status="done", n_detections=int(len(points)))
 

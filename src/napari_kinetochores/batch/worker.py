@@ -172,8 +172,11 @@ def _plugin(name: str) -> DetectorPlugin:
         ) from None
 
 
-def probe_movie(movie: MovieSpec, plugin_name: str, frames: list[int] | None = None) -> dict:
+def probe_movie(movie: MovieSpec, plugin_name: str, frames=None) -> dict:
     """Open a movie on a worker and describe it; errors are returned, not raised.
+
+    ``frames`` (a range or frame indices; None: all) are checked against the
+    movie by :func:`~napari_kinetochores.detection.frame_range`.
 
     Returns
     -------
