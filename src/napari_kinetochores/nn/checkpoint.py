@@ -160,7 +160,6 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> LoadedModel:
 
 def _read_payload(path: Path, device: str):
     """``torch.load(weights_only=True)`` with our own messages (never torch's retry hint)."""
-    import pickle
     import re
 
     import torch
@@ -169,20 +168,23 @@ def _read_payload(path: Path, device: str):
         raise InputError("model file not found", path)
     try:
         return torch.load(path, map_location=device, weights_only=True)
-    except pickle.UnpicklingError as error:
-        found = re.search(r"GLOBAL (\S+)", str(error))
-        what = f" ({found.group(1)})" if found else ""
-        raise InputError(
-            "not a napari-kinetochores checkpoint, or it contains objects that are not allowed"
-            f"{what}: a checkpoint holds only tensors, numbers, strings, lists and dicts, and "
-            "other objects are refused because loading them can run code",
-            path,
-        ) from None
     except Exception as error:  # torch raises many types for corrupt files
-        first = str(error).splitlines()[0] if str(error) else ""
-        detail = "" if "weights_only" in first else f": {first}"
+        text = str(error)
+        refused = re.search(r"GLOBAL (\S+)", text)  # weights_only met a class or function
+        if refused:
+            raise InputError(
+                "not a readable checkpoint: it contains objects that are not allowed "
+                f"({refused.group(1)}); a napari-kinetochores checkpoint holds only tensors, "
+                "numbers, strings, lists and dicts, and other objects are refused because "
+                "loading them can run code",
+                path,
+            ) from None
+        first = text.splitlines()[0] if text else ""
+        detail = "" if not first or "weights_only" in text else f": {first}"
         raise InputError(
-            f"not a readable checkpoint ({type(error).__name__}{detail})", path
+            f"not a readable checkpoint ({type(error).__name__}{detail}): the file is corrupt "
+            "or not a napari-kinetochores checkpoint",
+            path,
         ) from None
 
 
