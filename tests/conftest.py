@@ -2,7 +2,25 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# BLAS on one thread, in this process and in the child processes tests start (isolated
+# detection, batch workers). The tests' BLAS calls are small (the spot mixture fit's
+# SVDs), and on a loaded machine two OpenBLAS threads spin-wait for each other:
+# test_train_tiny_config_then_detect took 48 s CPU (135 s wall) with two threads and
+# 21 s CPU (63 s wall) with one, at load 17 on 2 cores.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Limit BLAS to one thread here too (numpy may be loaded before this file)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # then the environment variable is all there is
+        return
+    threadpool_limits(limits=1, user_api="blas")
 
 
 @pytest.hookimpl(trylast=True)  # after `-m` has deselected what it deselects
@@ -53,3 +71,19 @@ def tiny_stardist_model(tmp_path_factory):
     config.output_dir = str(tmp_path_factory.mktemp("stardist") / "tiny")
     result = train_stardist(config, progress=False)
     return config, result
+
+
+@pytest.fixture(scope="session")
+def sample_cli_detections(tmp_path_factory):
+    """``kinetochores detect sample_movie.tif --method classical``, run once per session: its CSV.
+
+    The widget tests compare against it (Detect, Evaluate, Export, layer defaults); the file
+    is read-only, so a test cannot change what the next one reads.
+    """
+    from _napari_helpers import SAMPLE
+    from napari_kinetochores.cli import main as cli
+
+    out = tmp_path_factory.mktemp("sample_cli") / "detections.csv"
+    assert cli(["detect", str(SAMPLE), "-o", str(out), "--method", "classical", "--quiet"]) == 0
+    out.chmod(0o444)
+    return out

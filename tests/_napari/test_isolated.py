@@ -60,6 +60,25 @@ def test_cancelled_isolated_detection_yields_nothing(movie):
     assert found == []
 
 
+def fine_tuning_config(folder: Path) -> Path:
+    """A short StarDist fine-tuning of the bundled model: ``configs/stardist_tiny.yaml`` with the
+    bundled network (``configs/stardist.yaml``), started from its weights at a low rate.
+
+    Started from a model that finds spots, the GUI round trip compares non-empty detections on
+    every run; the tiny training from scratch (240 steps, 50 s) sometimes stayed on StarDist's
+    all-background plateau and then compared two empty tables.
+    """
+    import yaml
+
+    values = yaml.safe_load((REPO / "configs" / "stardist_tiny.yaml").read_text())
+    bundled = yaml.safe_load((REPO / "configs" / "stardist.yaml").read_text())
+    values.update(net=bundled["net"], radius_um=bundled["radius_um"], init_from="stardist_default")
+    values.update(lr=1e-4, tile_shape=[16, 48, 48])
+    path = folder / "fine_tune.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
 @pytest.mark.slow
 @pytest.mark.gui
 @pytest.mark.skipif(importlib.util.find_spec("stardist") is None, reason='needs "[stardist]"')
@@ -85,13 +104,14 @@ def test_stardist_trains_and_detects_from_the_widgets(make_napari_viewer, qtbot,
     train.image.value, train.points.value = image, labels
     train.network.value = "stardist"
     assert train.loss.native.isHidden() and train.start_model.native.isHidden()
-    train.base_config.value = REPO / "configs" / "stardist_tiny.yaml"
-    train.epochs.value, train.steps.value = 3, 80
+    train.base_config.value = fine_tuning_config(tmp_path)
+    train.epochs.value, train.steps.value = 2, 6
     train.output.value = tmp_path / "stardist_gui"
     train.train_button.changed.emit(True)
-    qtbot.waitUntil(lambda: not train.running, timeout=600_000)
+    # generous waits: the suite on a loaded 2-core machine once took 4x its idle time
+    qtbot.waitUntil(lambda: not train.running, timeout=900_000)
     assert "StarDist training done" in train.status.value, train.status.value
-    assert len(train.history) == 3  # one live plot point per epoch
+    assert len(train.history) == 2  # one live plot point per epoch
     folder = tmp_path / "stardist_gui"
     assert (folder / "weights_best.h5").is_file()
 
@@ -101,13 +121,11 @@ def test_stardist_trains_and_detects_from_the_widgets(make_napari_viewer, qtbot,
     assert not detect.stardist_folder.native.isHidden() and detect.model.native.isHidden()
     detect.stardist_folder.value = folder
     detect.run_button.changed.emit(True)
-    qtbot.waitUntil(lambda: not detect.running, timeout=300_000)
+    qtbot.waitUntil(lambda: not detect.running, timeout=600_000)
     assert "detection done" in detect.status.value, detect.status.value
     found = viewer.layers["detections"].data[:, 1:]
-    # The GUI gives what the library gives with the model it trained. (Whether a tiny
-    # training finds the spots is test_stardist_backend's job: TensorFlow training is
-    # not bit-reproducible, and a 240-step run sometimes stays on the all-background
-    # plateau, which failed this test in 1 of 4 fresh clones on 2026-11-22.)
+    # The GUI gives what the library gives with the model it trained (TensorFlow training
+    # is not bit-reproducible, so the reference is the trained model, not fixed numbers).
     options = DetectionOptions(method="stardist", model=str(folder))
     expected = pd.concat(
         [
@@ -117,6 +135,7 @@ def test_stardist_trains_and_detects_from_the_widgets(make_napari_viewer, qtbot,
             )
         ]
     )[["z", "y", "x"]].to_numpy()
+    assert len(found) >= len(truth) // 2, "the fine-tuned model lost the spots"
     assert found.shape == expected.shape
     np.testing.assert_allclose(
         found[np.lexsort(found.T[::-1])], expected[np.lexsort(expected.T[::-1])], atol=1e-6

@@ -97,7 +97,7 @@ def test_load_movie_tells_gui_users_what_to_set(viewer, tmp_path):
 # ---------------------------------------------------------------------- detect
 
 
-def test_detect_equals_cli_and_points_sit_on_the_spots(viewer, qtbot, tmp_path):
+def test_detect_equals_cli_and_points_sit_on_the_spots(viewer, qtbot, sample_cli_detections):
     from napari_kinetochores._widgets.detect import DetectWidget
 
     add_sample(viewer, reference=False)
@@ -109,9 +109,7 @@ def test_detect_equals_cli_and_points_sit_on_the_spots(viewer, qtbot, tmp_path):
     layer = viewer.layers["detections"]
     assert "detection done" in widget.status.value
 
-    out = tmp_path / "cli.csv"
-    assert cli(["detect", str(SAMPLE), "-o", str(out), "--method", "classical", "--quiet"]) == 0
-    expected = read_points(out, voxel_size_um=VOXEL)
+    expected = read_points(sample_cli_detections, voxel_size_um=VOXEL)
     np.testing.assert_allclose(layer.data, expected[["t", "z", "y", "x"]].to_numpy(), atol=1e-9)
     np.testing.assert_allclose(layer.features["score"], expected["score"])
     assert set(layer.features["status"]) == {"auto"}

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from _napari_helpers import SAMPLE, SAMPLE_GT, VOXEL, add_sample, messages, skip_without_display
+from _napari_helpers import SAMPLE_GT, VOXEL, add_sample, messages, skip_without_display
 from napari_kinetochores.cli import main as cli
 
 skip_without_display()
@@ -16,11 +16,9 @@ pytestmark = pytest.mark.gui
 VOXEL_ARGS = ["--voxel-size", *map(str, VOXEL)]
 
 
-@pytest.fixture(scope="module")
-def cli_detections(tmp_path_factory):
-    out = tmp_path_factory.mktemp("evaluate") / "detections.csv"
-    assert cli(["detect", str(SAMPLE), "-o", str(out), "--method", "classical", "--quiet"]) == 0
-    return out
+@pytest.fixture
+def cli_detections(sample_cli_detections):
+    return sample_cli_detections
 
 
 @pytest.fixture

@@ -10,18 +10,15 @@ import pytest
 
 from _napari_helpers import SAMPLE, SAMPLE_GT, VOXEL, add_sample, messages, skip_without_display
 from napari_kinetochores.analysis.matching import match_table
-from napari_kinetochores.cli import main as cli
 from napari_kinetochores.io import read_points
 
 skip_without_display()
 pytestmark = pytest.mark.gui
 
 
-@pytest.fixture(scope="module")
-def cli_detections(tmp_path_factory):
-    out = tmp_path_factory.mktemp("export") / "detections.csv"
-    assert cli(["detect", str(SAMPLE), "-o", str(out), "--method", "classical", "--quiet"]) == 0
-    return out
+@pytest.fixture
+def cli_detections(sample_cli_detections):
+    return sample_cli_detections
 
 
 @pytest.fixture

@@ -5,17 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from _napari_helpers import SAMPLE, VOXEL, add_sample, messages, skip_without_display
-from napari_kinetochores.cli import main as cli
+from _napari_helpers import VOXEL, add_sample, messages, skip_without_display
 
 skip_without_display()
 pytestmark = pytest.mark.gui
 
 
 @pytest.fixture
-def viewer_with_results(make_napari_viewer, tmp_path):
-    out = tmp_path / "detections.csv"
-    assert cli(["detect", str(SAMPLE), "-o", str(out), "--method", "classical", "--quiet"]) == 0
+def viewer_with_results(make_napari_viewer, sample_cli_detections):
+    out = sample_cli_detections
     viewer = make_napari_viewer()
     add_sample(viewer)  # EGFP, mCherry, sample_movie_gt
     viewer.open(str(out), plugin="napari-kinetochores")  # "detections"
@@ -70,5 +68,3 @@ def test_evaluate_never_compares_a_layer_with_itself(make_napari_viewer):
     widget.run_button.changed.emit(True)
     assert "same layer" in messages("error")[-1]
     assert widget.evaluation is None
-
-
