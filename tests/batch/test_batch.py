@@ -407,6 +407,11 @@ def test_resume_keys_parts_by_the_movie_and_the_options(movies, cluster_factory,
         same = run(second / "cell.tif", stricter, resume=True)
         assert (same.n_submitted, same.n_skipped) == (0, 3)
 
+        huge = run(first / "cell.tif", frames=range(0, 10**9))  # never listed out
+        assert not huge.ok and huge.manifest["parameters"]["frames"] == "0:1000000000"
+        error = huge.manifest["movies"][0]["error"]
+        assert "frames 3..999999999 are outside the movie (0..2)" in error and len(error) < 300
+
 
 def test_output_folder_inside_the_input_folder_is_not_read_back(movies, cluster_factory, tmp_path):
     import shutil

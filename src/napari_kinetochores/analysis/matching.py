@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from napari_kinetochores.analysis.inputs import kinetochore_rows, time_paired
+from napari_kinetochores.analysis.inputs import kinetochore_rows, time_paired, voxel_array
 from napari_kinetochores.errors import InputError
 
 DEFAULT_CUTOFF_UM = 0.3
@@ -90,15 +90,6 @@ def _as_points(points: np.ndarray, name: str) -> np.ndarray:
     return array
 
 
-def _check_voxel_size(voxel_size_um: Sequence[float]) -> np.ndarray:
-    voxel = np.asarray(voxel_size_um, dtype=np.float64)
-    if voxel.shape != (3,) or not np.all(np.isfinite(voxel)) or np.any(voxel <= 0):
-        raise InputError(
-            f"voxel size must be three positive numbers (z, y, x) in µm, got {voxel_size_um}"
-        )
-    return voxel
-
-
 def match_points(
     pred_zyx: np.ndarray,
     gt_zyx: np.ndarray,
@@ -140,7 +131,7 @@ def match_points(
 
     pred = _as_points(pred_zyx, "predicted points")
     gt = _as_points(gt_zyx, "reference points")
-    voxel = _check_voxel_size(voxel_size_um)
+    voxel = voxel_array(voxel_size_um)
     if not cutoff_um > 0:
         raise InputError(f"cutoff must be > 0 µm, got {cutoff_um}")
     n_pred, n_gt = len(pred), len(gt)
@@ -469,7 +460,7 @@ def match_table(
     >>> match_table(pred, gt, (0.3, 0.13, 0.13))["status"].tolist()
     ['TP', 'FP', 'FN']
     """
-    voxel = _check_voxel_size(voxel_size_um)
+    voxel = voxel_array(voxel_size_um)
     pred, gt = time_paired(pred, gt)
     evaluation = evaluate_points(
         pred, gt, voxel, cutoffs_um=(cutoff_um,), main_cutoff_um=cutoff_um, channel=channel
