@@ -411,8 +411,25 @@ def peers_section(peers: dict, images: Path, doc_dir: Path) -> str:
         out += [
             "Methods merged from separate runs (`run_peers.py --merge`); speed ratios between methods of "
             "different runs are not A/B interleaved: "
-            + "; ".join(f"{run.get('date')}: {', '.join(run.get('methods', []))}" for run in runs)
+            + "; ".join(
+                f"{run.get('date')}: {', '.join(run.get('methods', []))}"
+                + (f" ({', '.join(run['parts'])} only)" if run.get("parts") else "")
+                for run in runs
+            )
             + ".",
+            "",
+        ]
+    old_unets = [
+        labels[k]
+        for k in unets
+        if "single_frames" not in peers["methods"][k].get("settings", {})
+    ]
+    if old_unets:
+        out += [
+            f"In this stored run the UNet adapter fed single frames (the speed, memory and "
+            f"real-data rows) to {', '.join(old_unets)} as they were, bypassing the library's "
+            "model choice (`kinetochores detect` hands a single frame to the `single_frame` "
+            "model); the adapter now follows it, and those rows update with the next run.",
             "",
         ]
     out += [
@@ -1149,6 +1166,7 @@ SECTIONS: dict[str, tuple[str, Callable[[dict], str] | str]] = {
     "resampling": ("resampling.json", resampling_section),
     "robustness_candidates": ("robustness_candidates.json", candidates_section),
     "stardist": ("stardist.json", "benchmarks.bench_stardist:section"),
+    "review": ("review.json", "benchmarks.bench_review:render_markdown"),
 }
 """The generated sections of docs/benchmarks.md: ``{marker name: (results file in
 benchmarks/results/, render function or "module:function")}``; the function takes the

@@ -871,7 +871,10 @@ def _merge(old: dict, new: dict) -> dict:
         "runs", [{"date": old.get("date"), "methods": list(old.get("methods", {}))}]
     )
     if not runs or runs[-1].get("date") != new.get("date"):
-        runs.append({"date": new.get("date"), "methods": list(new.get("methods", {}))})
+        parts = [p for p in ("accuracy", "speed", "memory", "real_data") if new.get(p)]
+        runs.append(
+            {"date": new.get("date"), "methods": list(new.get("methods", {})), "parts": parts}
+        )
     merged.setdefault("methods", {}).update(new.get("methods", {}))
     for key in ("spotiflow_training", "peers_env"):
         if key in new:
