@@ -6,12 +6,16 @@ import os
 
 import pytest
 
-# BLAS on one thread, in this process and in the child processes tests start (isolated
-# detection, batch workers). The tests' BLAS calls are small (the spot mixture fit's
-# SVDs), and on a loaded machine two OpenBLAS threads spin-wait for each other:
-# test_train_tiny_config_then_detect took 48 s CPU (135 s wall) with two threads and
-# 21 s CPU (63 s wall) with one, at load 17 on 2 cores.
+# Threads that do not spin, in this process and in the child processes tests start
+# (isolated detection, batch workers); the results do not change. On a loaded machine
+# (the suite once took 21 min instead of 6) busy-waiting threads burn the CPU the others
+# need. BLAS on one thread: the tests' BLAS calls are small (the spot mixture fit's SVDs);
+# test_train_tiny_config_then_detect took 48 s CPU (135 s wall) with two OpenBLAS threads
+# and 21 s CPU (63 s wall) with one, at load 17 on 2 cores. Torch's OpenMP threads wait
+# passively: test_flip_average_in_tiles_is_flip_invariant's process took 15.5 s CPU
+# (49 s wall) spinning and 9.1 s CPU (31 s wall) passive, at load 14.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def pytest_configure(config: pytest.Config) -> None:
