@@ -127,6 +127,37 @@ def test_package_loads_as_the_same_checkpoint(package):
     assert all(torch.equal(weights[k], expected[k]) for k in expected)
 
 
+def test_a_checkpoint_of_its_own_exports_and_loads_back(tiny_config, tmp_path):
+    """A single-frame, 2-level checkpoint whose file name is not a valid rdf name."""
+    from napari_kinetochores.nn.checkpoint import ModelInfo, save_checkpoint
+    from napari_kinetochores.nn.model import build_model
+
+    config = tiny_config(target="distance")
+    info = ModelInfo(voxel_size_um=(0.25, 0.1, 0.1), normalization="noise", threshold=0.4)
+    checkpoint = save_checkpoint(tmp_path / "run.v2.pt", build_model(config), config, info)
+    package = bioimageio.export_bioimageio(checkpoint, tmp_path / "run.zip")
+    rdf = _rdf(package)
+    assert rdf["name"] == "napari-kinetochores run-v2 3D UNet"
+    assert rdf["inputs"][0]["axes"][1]["channel_names"] == ["c0_t"]
+    assert rdf["outputs"][0]["axes"][1]["channel_names"] == ["c0_distance"]
+    assert [axis["scale"] for axis in rdf["inputs"][0]["axes"][2:]] == [0.25, 0.1, 0.1]
+    loaded = load_checkpoint(package)
+    assert loaded.config == config
+    assert loaded.info.voxel_size_um == (0.25, 0.1, 0.1) and loaded.info.threshold == 0.4
+
+
+def test_percentile_normalised_checkpoint_is_refused(tiny_config, tmp_path):
+    from napari_kinetochores.nn.checkpoint import ModelInfo, save_checkpoint
+    from napari_kinetochores.nn.model import build_model
+
+    config = tiny_config()
+    info = ModelInfo(normalization="percentile")
+    checkpoint = save_checkpoint(tmp_path / "old.pt", build_model(config), config, info)
+    with pytest.raises(InputError, match="percentile-normalised.*old.pt|old.pt.*percentile"):
+        bioimageio.export_bioimageio(checkpoint, tmp_path / "old.zip")
+    assert not (tmp_path / "old.zip").exists()
+
+
 def test_bundled_model_path_takes_a_package_name(tmp_path):
     with pytest.raises(InputError, match="model file not found"):
         bundled_model_path("missing.zip")

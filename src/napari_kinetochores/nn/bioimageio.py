@@ -4,9 +4,10 @@ A package (a zip holding ``rdf.yaml``, model format 0.5) carries
 ``pytorch_state_dict`` weights whose architecture is the standalone builder
 :mod:`napari_kinetochores.nn.bioimageio_architecture` (pytorch-3dunet's UNet
 with per-level pooling), the same network traced to TorchScript, test tensors
-made from a simulated frame, and micrometre scales on its space axes. bioimage.io consumers (ilastik,
-deepImageJ, BiaPy) run it without this package and get the network's heatmap;
-napari-kinetochores turns that heatmap into points.
+made from a simulated frame, and micrometre scales on its space axes.
+bioimage.io consumers (ilastik, deepImageJ, BiaPy) run it without this package
+and get the network's heatmap; napari-kinetochores turns that heatmap into
+points.
 
 The contract that a package must meet to be used for detection
 (:func:`load_bioimageio_package`, through ``--model PACKAGE.zip``):
@@ -90,6 +91,12 @@ def export_bioimageio(model: str | Path, path: str | Path) -> Path:
     """
     spec = _spec()
     loaded = load_checkpoint(bundled_model_path(str(model)), device="cpu")
+    if loaded.info.normalization != "noise":
+        raise InputError(
+            f"the model reads {loaded.info.normalization}-normalised input (a checkpoint older "
+            "than noise normalisation); only noise-normalised models are exported",
+            loaded.path,
+        )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
@@ -227,67 +234,78 @@ def _space_axes(v05, loaded: LoadedModel, output: bool):
 
 def _description(loaded: LoadedModel, folder: Path):
     """The model description (``rdf.yaml`` content) of ``loaded``, its files in ``folder``."""
-    import torch
     from bioimageio.spec.model import v0_5 as v05
 
-    config, info = loaded.config, loaded.info
-    kinds = "heatmap" if config.target != "distance" else "distance map"
-    inputs = v05.InputTensorDescr(
-        id=v05.TensorId("input"),
-        description=f"frames t-{config.temporal_window // 2}..t+{config.temporal_window // 2} "
-        "in noise units: (v - median) / (noise_units x noise sigma)",
-        axes=[
-            v05.BatchAxis(),
-            v05.ChannelAxis(channel_names=input_channel_names(config)),
-            *_space_axes(v05, loaded, output=False),
-        ],
-        test_tensor=v05.FileDescr(source=folder / "test_input.npy"),
-        sample_tensor=v05.FileDescr(source=folder / "sample_input.tif"),
-        data=v05.IntervalOrRatioDataDescr(type="float32"),
-    )
-    outputs = v05.OutputTensorDescr(
-        id=v05.TensorId("output"),
-        description=f"spot {kinds} of frame t; napari-kinetochores finds its peaks",
-        axes=[
-            v05.BatchAxis(),
-            v05.ChannelAxis(channel_names=output_channel_names(config)),
-            *_space_axes(v05, loaded, output=True),
-        ],
-        test_tensor=v05.FileDescr(source=folder / "test_output.npy"),
-        sample_tensor=v05.FileDescr(source=folder / "sample_output.tif"),
-        data=v05.IntervalOrRatioDataDescr(type="float32", range=(0.0, 1.0)),
-    )
-    architecture = v05.ArchitectureFromFileDescr(
-        source=folder / ARCHITECTURE_FILE,
-        callable=ARCHITECTURE_CALLABLE,
-        kwargs=_architecture_kwargs(config),
-    )
-    weights = v05.WeightsDescr(
-        pytorch_state_dict=v05.PytorchStateDictWeightsDescr(
-            source=folder / "weights.pt",
-            architecture=architecture,
-            pytorch_version=v05.Version(torch.__version__.split("+")[0]),
-            dependencies=v05.FileDescr(source=folder / "environment.yaml"),
-        ),
-        torchscript=v05.TorchscriptWeightsDescr(
-            source=folder / "weights_torchscript.pt",
-            pytorch_version=v05.Version(torch.__version__.split("+")[0]),
-            parent="pytorch_state_dict",
-            comment="traced from the pytorch_state_dict weights by napari-kinetochores",
-        ),
-    )
     return v05.ModelDescr(
-        name=f"napari-kinetochores {loaded.path.stem} 3D UNet",
+        name=f"napari-kinetochores {re.sub(r'[^A-Za-z0-9_+() -]', '-', loaded.path.stem)[:80]} 3D UNet",
         description=_summary(loaded),
         authors=[v05.Author(name="napari-kinetochores maintainers")],
         cite=_citations(v05),
         license="BSD-3-Clause",
         tags=["kinetochore", "spot detection", "3D", "time-lapse", "fluorescence", "pytorch"],
         documentation=v05.FileDescr(source=folder / "README.md"),
-        inputs=[inputs],
-        outputs=[outputs],
-        weights=weights,
-        config=v05.Config(**{CONFIG_KEY: _info_config(info)}),
+        inputs=[_input_description(v05, loaded, folder)],
+        outputs=[_output_description(v05, loaded, folder)],
+        weights=_weights_description(v05, loaded.config, folder),
+        config=v05.Config(**{CONFIG_KEY: _info_config(loaded.info)}),
+    )
+
+
+def _input_description(v05, loaded: LoadedModel, folder: Path):
+    return v05.InputTensorDescr(
+        id=v05.TensorId("input"),
+        description=f"{_frames_text(loaded.config)} in noise units: "
+        "(v - median) / (noise_units x noise sigma), per frame",
+        axes=[
+            v05.BatchAxis(),
+            v05.ChannelAxis(channel_names=input_channel_names(loaded.config)),
+            *_space_axes(v05, loaded, output=False),
+        ],
+        test_tensor=v05.FileDescr(source=folder / "test_input.npy"),
+        sample_tensor=v05.FileDescr(source=folder / "sample_input.tif"),
+        data=v05.IntervalOrRatioDataDescr(type="float32"),
+    )
+
+
+def _output_description(v05, loaded: LoadedModel, folder: Path):
+    kind = "distance map" if loaded.config.target == "distance" else "heatmap"
+    return v05.OutputTensorDescr(
+        id=v05.TensorId("output"),
+        description=f"spot {kind} of frame t; napari-kinetochores finds its peaks",
+        axes=[
+            v05.BatchAxis(),
+            v05.ChannelAxis(channel_names=output_channel_names(loaded.config)),
+            *_space_axes(v05, loaded, output=True),
+        ],
+        test_tensor=v05.FileDescr(source=folder / "test_output.npy"),
+        sample_tensor=v05.FileDescr(source=folder / "sample_output.tif"),
+        data=v05.IntervalOrRatioDataDescr(type="float32", range=(0.0, 1.0)),
+    )
+
+
+def _weights_description(v05, config: ModelConfig, folder: Path):
+    """State dict with our architecture file (plus its conda environment), and TorchScript."""
+    import torch
+
+    version = v05.Version(torch.__version__.split("+")[0])
+    architecture = v05.ArchitectureFromFileDescr(
+        source=folder / ARCHITECTURE_FILE,
+        callable=ARCHITECTURE_CALLABLE,
+        kwargs=_architecture_kwargs(config),
+    )
+    return v05.WeightsDescr(
+        pytorch_state_dict=v05.PytorchStateDictWeightsDescr(
+            source=folder / "weights.pt",
+            architecture=architecture,
+            pytorch_version=version,
+            dependencies=v05.FileDescr(source=folder / "environment.yaml"),
+        ),
+        torchscript=v05.TorchscriptWeightsDescr(
+            source=folder / "weights_torchscript.pt",
+            pytorch_version=version,
+            parent="pytorch_state_dict",
+            comment="traced from the pytorch_state_dict weights by napari-kinetochores",
+        ),
     )
 
 
@@ -357,15 +375,13 @@ def _documentation(loaded: LoadedModel) -> str:
 
 A 3D UNet (pytorch-3dunet {config.architecture}, {config.num_levels} levels,
 {config.f_maps} feature maps, pooling {config.pool_kernels}) trained with
-napari-kinetochores on simulated two-colour kinetochore movies at voxel size
-(z, y, x) = {voxel} µm.
+napari-kinetochores at voxel size (z, y, x) = {voxel} µm.
 
 ## Input
 
-`input`: (batch, channel, z, y, x) float32. The channels are the frames
-t-{config.temporal_window // 2} .. t+{config.temporal_window // 2} of movie
-channel(s) {config.image_channels} (names `c<channel>_t<offset>`; the first and
-last frames of a movie repeat). Each frame is normalised on its own to noise
+`input`: (batch, channel, z, y, x) float32. The channels are {_frames_text(config)}
+of movie channel(s) {config.image_channels} (names `c<channel>_t<offset>`; at a
+movie's ends its first and last frames repeat). Each frame is normalised on its own to noise
 units: `(v - background) / ({info.noise_units:g} * sigma)`, where the background
 is the frame's median and sigma the robust standard deviation (MAD, refined
 by a clipped standard deviation) of the differences between x-neighbours,
@@ -407,6 +423,16 @@ eLife 2020), and napari-kinetochores.
 """
 
 
+def _frames_text(config: ModelConfig) -> str:
+    """Which frames the input channels hold, in words.
+
+    >>> _frames_text(ModelConfig(temporal_window=1)), _frames_text(ModelConfig(temporal_window=3))
+    ('frame t', 'frames t-1 to t+1')
+    """
+    half = config.temporal_window // 2
+    return f"frames t-{half} to t+{half}" if half else "frame t"
+
+
 def _validation_text(info: ModelInfo) -> str:
     """The training's validation result, as the checkpoint recorded it."""
     validation = info.training.get("validation") or {}
@@ -414,10 +440,11 @@ def _validation_text(info: ModelInfo) -> str:
         return "napari-kinetochores' docs/models.md and docs/benchmarks.md report its accuracy."
     levels = ", ".join(f"{k} {v:.3f}" for k, v in validation.get("f1_by_level", {}).items())
     return (
-        f"On simulated validation movies the whole napari-kinetochores pipeline (this network, "
-        f"peaks above {validation.get('threshold', info.threshold):g}, refinement) reached F1 "
+        "In the training's validation (as the checkpoint records it) the whole "
+        "napari-kinetochores pipeline (this network, peaks above "
+        f"{validation.get('threshold', info.threshold):g}, refinement) reached F1 "
         f"{validation['f1']:.3f} after one-to-one matching within 0.3 µm"
-        + (f" (by signal-to-noise level: {levels})." if levels else ".")
+        + (f" (simulated movies by signal-to-noise level: {levels})." if levels else ".")
         + " napari-kinetochores' docs/benchmarks.md reports held-out benchmarks."
     )
 
