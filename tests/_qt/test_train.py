@@ -107,3 +107,44 @@ def test_fine_tuning_validates_on_held_out_frames_of_the_users_labels(
     assert epoch_status and epoch_status[0].endswith("on held-out frames of your labels"), statuses
     final = f"validation F1 {result.best_f1:.3f} on 1 held-out frame of your labels (t=3)"
     assert final in messages("info")[-1] and final in widget.status.value
+
+
+def test_fine_tuning_calls_finetune_and_plots_the_validation_f1_on_the_users_frames(
+    make_napari_viewer, qtbot, tmp_path
+):
+    """Issue 20 item 3: starting from a model runs training.finetune (one implementation) on the
+    listed frames; the plot shows the validation F1 on the user's frames beside the start's."""
+    from napari_kinetochores._widgets._models import registry
+    from napari_kinetochores._widgets.train import TrainWidget
+    from napari_kinetochores.nn.checkpoint import load_checkpoint
+    from napari_kinetochores.simulate import SimulationParams, simulate_movie
+    from napari_kinetochores.training.finetune import FinetuneResult
+
+    movie = simulate_movie(SimulationParams(n_frames=4, shape_zyx=(12, 40, 40), n_pairs=4), seed=3)
+    scale = (1.0, *movie.params.voxel_size_um)
+    labels = movie.points[movie.points["channel"] == 0][["t", "z", "y", "x"]].to_numpy()
+    viewer = make_napari_viewer()
+    image = viewer.add_image(movie.image[:, 0], name="EGFP", scale=scale)
+    points = viewer.add_points(labels, name="corrected", scale=scale)
+    widget = TrainWidget(viewer)
+    widget.image.value, widget.points.value = image, points
+    widget.start_model.value = "default"
+    assert widget.fine_tuning
+    assert not widget.minutes.native.isHidden() and widget.epochs.native.isHidden()
+    widget.base_config.value = quick_config(tmp_path)  # tiny steps and patches
+    widget.minutes.value, widget.frames.value = 0.02, "0,2"
+    widget.output.value = tmp_path / "tuned"
+    widget.train_button.changed.emit(True)
+    qtbot.waitUntil(lambda: not widget.running, timeout=120_000)
+
+    result = widget.result
+    assert isinstance(result, FinetuneResult), result
+    assert result.train_frames == [0] and "held-out frame t=2" in result.validated_on
+    assert result.best_checkpoint == tmp_path / "tuned" / "finetuned.pt"
+    assert load_checkpoint(result.best_checkpoint).info.threshold == result.threshold
+    assert widget.history[0]["epoch"] == 0 and len(widget.history) >= 2
+    f1_axes = widget.plot.figure.axes[1]
+    assert list(f1_axes.lines[0].get_ydata()) == [row["val_f1"] for row in widget.history]
+    assert f1_axes.lines[1].get_ydata()[0] == widget.history[0]["val_f1"]  # the starting model
+    assert "fine-tuning done; saved the best model" in messages("info")[-1]
+    assert result.best_checkpoint.resolve() in registry.trained

@@ -63,7 +63,7 @@ def test_one_frame_holds_out_a_block_and_never_trains_on_unlisted_frames(movie, 
     result = tiny_finetune(image, points, tmp_path / "m.pt", frames=[1])
     assert result.validation == "blocks" and result.train_frames == [1]
     assert "held-out block" in result.validated_on and "frame t=1" in result.validated_on
-    about = load_checkpoint(result.checkpoint).info.training["finetune"]
+    about = load_checkpoint(result.best_checkpoint).info.training["finetune"]
     assert about["validation"] == "blocks" and about["train_frames"] == [1]
 
 
@@ -84,7 +84,7 @@ def test_two_frames_hold_out_the_last_and_rechoose_the_threshold(movie, tmp_path
     result = tiny_finetune(image, points, tmp_path / "m.pt", frames=[0, 2])
     assert result.validation == "frame" and result.train_frames == [0]
     assert "held-out frame t=2" in result.validated_on
-    loaded = load_checkpoint(result.checkpoint)
+    loaded = load_checkpoint(result.best_checkpoint)
     validation = loaded.info.training["validation"]
     by_threshold = validation["f1_by_threshold"]
     best = max(by_threshold, key=lambda t: (by_threshold[t], -float(t)))
@@ -92,6 +92,8 @@ def test_two_frames_hold_out_the_last_and_rechoose_the_threshold(movie, tmp_path
     assert validation["f1"] == pytest.approx(result.best_f1)
     assert result.best_f1 >= result.initial_f1  # the start is validated first and kept if best
     assert result.log_path.is_file() and result.log_path.name == "m.log.csv"
+    assert result.history[0]["epoch"] == 0  # the starting model, validated first
+    assert result.history[0]["val_f1"] == pytest.approx(result.initial_f1)
 
 
 def test_interruption_keeps_the_best_checkpoint(movie, tmp_path):
@@ -99,7 +101,8 @@ def test_interruption_keeps_the_best_checkpoint(movie, tmp_path):
     output = tmp_path / "m.pt"
 
     def interrupt(row):
-        raise KeyboardInterrupt
+        if row["epoch"] >= 1:
+            raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         tiny_finetune(image, points, output, minutes=5, on_epoch=interrupt)
@@ -108,7 +111,7 @@ def test_interruption_keeps_the_best_checkpoint(movie, tmp_path):
     assert not list(tmp_path.glob(".m.pt.tmp*"))
 
     stopped = tiny_finetune(image, points, tmp_path / "s.pt", minutes=5, should_stop=lambda: True)
-    assert stopped.epochs_run == 1 and stopped.checkpoint.is_file()
+    assert stopped.epochs_run == 1 and stopped.best_checkpoint.is_file()
 
 
 def test_cli_finetune_then_detect_with_the_model(movie, tmp_path, capsys):

@@ -1,17 +1,24 @@
 """Train / fine-tune: train the UNet (or a StarDist 3D model) on image and points layers, in a worker.
 
-The widget builds a :class:`~napari_kinetochores.training.unet.TrainConfig`
-(from an optional YAML base config, then the form) and calls
-:func:`napari_kinetochores.training.unet.train` with the layers as in-memory
-samples. Each epoch updates a progress bar and a live plot of the training
-loss and the validation F1. Cancel stops at the next step; the best
-checkpoint so far is kept. The new model becomes selectable in the Detect
-widget.
+Fine-tuning a model (start from a bundled or trained UNet) calls
+:func:`napari_kinetochores.training.finetune.finetune`, the function behind
+``kinetochores finetune``: it trains for the form's minutes on the listed
+frames (default: those with points), validates on the user's own labels (a
+held-out frame, or a held-out block of a single frame), re-chooses the
+threshold there and writes ``finetuned.pt`` into the output folder. The plot
+shows that validation F1 per epoch beside the starting model's.
 
-Validation is on held-out frames of the user's own labels (every
+A new model is trained by :func:`napari_kinetochores.training.unet.train`
+from a :class:`~napari_kinetochores.training.unet.TrainConfig` (an optional
+YAML base config, then the form) with the layers as in-memory samples;
+validation is on held-out frames of the user's own labels (every
 ``validation.held_out_every``-th labelled frame, at least one) when the
 labels cover two frames or more, else on simulated movies; the status line
 and the final notification say which.
+
+Each epoch updates a progress bar and a live plot of the training loss and
+the validation F1. Cancel stops at the next step; the best checkpoint so far
+is kept. The new model becomes selectable in the Detect widget.
 
 With the network "stardist" (extra ``[stardist]``) the widget builds a
 :class:`~napari_kinetochores.training.stardist.StarDistConfig` the same way and
@@ -23,13 +30,22 @@ keeps the best weights written at the end of an epoch.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, PushButton, SpinBox
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    LineEdit,
+    PushButton,
+    SpinBox,
+)
 from napari.qt.threading import thread_worker
 from napari.utils import progress
 from qtpy.QtCore import QObject, Signal
@@ -75,19 +91,9 @@ def training_worker(config: Any, samples: list, cancel: threading.Event, relay: 
 
     The error is wrapped, not returned bare: the worker would re-raise it.
     """
-    from napari_kinetochores.nn.checkpoint import bundled_model_path, load_checkpoint
     from napari_kinetochores.training.unet import train
 
     try:
-        if config.init_from:
-            loaded = load_checkpoint(bundled_model_path(config.init_from))
-            wanted = "distance" if loaded.config.target == "distance" else "gaussian"
-            chosen = "distance" if config.loss == "distance" else "gaussian"
-            if wanted != chosen:
-                raise InputError(
-                    f"the starting model predicts a {wanted} target; choose the "
-                    f"{'distance' if wanted == 'distance' else 'GaussianDice'} loss"
-                )
         arrays = [(np.asarray(image), points, voxel) for image, points, voxel in samples]
         result = train(
             config,
@@ -95,6 +101,21 @@ def training_worker(config: Any, samples: list, cancel: threading.Event, relay: 
             cancelled=cancel.is_set,
             on_epoch=relay.epoch.emit,
             samples=arrays,
+        )
+        return {"result": result}
+    except Exception as error:  # reported by the widget as a notification
+        return {"error": error}
+
+
+@thread_worker
+def finetune_worker(request: dict, cancel: threading.Event, relay: _EpochRelay):
+    """Run :func:`~napari_kinetochores.training.finetune.finetune` with ``request`` as its
+    arguments; return ``{"result": …}`` or ``{"error": …}``."""
+    from napari_kinetochores.training.finetune import finetune
+
+    try:
+        result = finetune(
+            **request, progress=False, should_stop=cancel.is_set, on_epoch=relay.epoch.emit
         )
         return {"result": result}
     except Exception as error:  # reported by the widget as a notification
@@ -169,6 +190,20 @@ class TrainWidget(KinetochoreWidget):
         )
         self.epochs = SpinBox(label="epochs", value=10, min=1, max=10_000)
         self.steps = SpinBox(label="steps per epoch", value=50, min=1, max=100_000)
+        self.minutes = FloatSpinBox(
+            label="minutes",
+            value=10.0,
+            min=0.0,
+            max=10_000.0,
+            step=1.0,
+            tooltip="fine-tuning time budget; the best model so far is kept",
+        )
+        self.frames = LineEdit(
+            label="frames",
+            value="",
+            tooltip='frames you corrected: "3", "0:10" (end exclusive) or "1,4,7"; '
+            "empty: the frames with points. Other frames are never used",
+        )
         self.base_config = FileEdit(
             label="base config (optional)", mode="r", filter="*.yaml *.yml", nullable=True
         )
@@ -200,6 +235,8 @@ class TrainWidget(KinetochoreWidget):
                 self.temporal_window,
                 self.epochs,
                 self.steps,
+                self.minutes,
+                self.frames,
                 self.base_config,
                 self.output,
                 buttons,
@@ -231,9 +268,17 @@ class TrainWidget(KinetochoreWidget):
     def _model_changed(self, *_: Any) -> None:
         unet = self.network.value == "unet"
         new = self.start_model.value == NEW_MODEL
-        self.start_model.visible = self.loss.visible = self.temporal_window.visible = unet
+        self.start_model.visible = unet
+        self.loss.visible = self.temporal_window.visible = unet and new
+        self.epochs.visible = self.steps.visible = not self.fine_tuning
+        self.minutes.visible = self.frames.visible = self.fine_tuning
         self.model_file.visible = unet and self.start_model.value == FROM_FILE
         self.temporal_window.enabled = new
+
+    @property
+    def fine_tuning(self) -> bool:
+        """True when a UNet is fine-tuned (started from a model), by :func:`finetune`."""
+        return self.network.value == "unet" and self.start_model.value != NEW_MODEL
 
     @property
     def running(self) -> bool:
@@ -282,24 +327,50 @@ class TrainWidget(KinetochoreWidget):
         config.output_dir = str(self.output.value)
         config.loss = self.loss.value
         config.time_limit_min = None
-        choice = self.start_model.value
-        if choice == NEW_MODEL:
-            config.init_from = None
+        config.init_from = self.init_model()
+        if config.init_from is None:
             config.model.target = "distance" if self.loss.value == "distance" else "gaussian"
             config.model.temporal_window = int(self.temporal_window.value)
             config.model.image_channels = [0, 1] if self.second.value is not None else [0]
             config.model.validate()
-        elif choice == FROM_FILE:
+        return config
+
+    def init_model(self) -> str | None:
+        """The model to start from (bundled name or file), checked; None for a new model."""
+        from napari_kinetochores.nn.checkpoint import bundled_model_path
+
+        choice = self.start_model.value
+        if choice == NEW_MODEL:
+            return None
+        if choice == FROM_FILE:
             if self.model_file.value is None:
                 raise InputError("choose the model file (.pt) to start from")
-            config.init_from = str(self.model_file.value)
-        else:
-            config.init_from = choice
-        if config.init_from is not None:
-            from napari_kinetochores.nn.checkpoint import bundled_model_path
+            choice = str(self.model_file.value)
+        bundled_model_path(choice)  # a clear error now for a missing model
+        return choice
 
-            bundled_model_path(config.init_from)  # a clear error now for a missing model
-        return config
+    def finetune_request(self, sample: tuple) -> dict:
+        """The arguments of :func:`~napari_kinetochores.training.finetune.finetune` for a sample.
+
+        A base config's training keys (``steps_per_epoch``, ``batch_size``,
+        ``patch_shape``, ``lr``, ``validation``, …) override the recipe; what
+        the starting model fixes (``model``, heatmap, tiles) is its own.
+        """
+        from napari_kinetochores.cli import _frames
+
+        image, table, voxel = sample
+        fixed = ("model", "init_from", "output_dir", "epochs", "time_limit_min", "device")
+        settings = {k: v for k, v in self._base_values().items() if k not in fixed}
+        return {
+            "movie": image,
+            "points": table,
+            "voxel_size_um": voxel,
+            "output": Path(self.output.value) / "finetuned.pt",
+            "frames": _frames(self.frames.value.strip() or None),
+            "minutes": float(self.minutes.value),
+            "init": self.init_model(),
+            "settings": settings,
+        }
 
     def samples(self) -> list[tuple[Any, Any, tuple[float, float, float]]]:
         """The training data from the layers: [(image TCZYX, points table, voxel size)]."""
@@ -325,19 +396,28 @@ class TrainWidget(KinetochoreWidget):
             show_warning("Training is already running; cancel it first")
             return
         samples = self.samples()
-        config = self.build_config()
-        config.voxel_size_um = list(samples[0][2])
+        if self.fine_tuning:
+            request = self.finetune_request(samples[0])
+            total = max(int(math.ceil(60 * request["minutes"])), 1)
+            self._progress = progress(total=total, desc="Fine-tuning (s)")
+            worker = finetune_worker(request, self._cancel, self._relay)
+            status = f"fine-tuning {request['init']} for {request['minutes']:g} min into {request['output']}…"
+        else:
+            config = self.build_config()
+            config.voxel_size_um = list(samples[0][2])
+            self._progress = progress(total=config.epochs, desc="Training")
+            run = stardist_training_worker if self.network.value == "stardist" else training_worker
+            worker = run(config, samples, self._cancel, self._relay)
+            status = f"training for {config.epochs} epoch(s) into {config.output_dir}…"
         self.history, self.result = [], None
         self._cancel.clear()
-        self._progress = progress(total=config.epochs, desc="Training")
-        run = stardist_training_worker if self.network.value == "stardist" else training_worker
-        self.worker = run(config, samples, self._cancel, self._relay)
+        self.worker = worker
         self.worker.returned.connect(self._on_returned)
         self.worker.finished.connect(self._on_finished)
         self.train_button.enabled = False
         self.cancel_button.enabled = True
         self._draw()
-        self.set_status(f"training for {config.epochs} epoch(s) into {config.output_dir}…")
+        self.set_status(status)
         self.worker.start()
 
     def cancel(self, *_: Any) -> None:
@@ -372,13 +452,16 @@ class TrainWidget(KinetochoreWidget):
     def _on_epoch(self, row: dict) -> None:
         self.history.append(dict(row))
         on = VALIDATED_ON.get(row.get("validated_on"), "")
-        self.set_status(
-            f"epoch {row['epoch']}: loss {row['loss']:.4f}, validation F1 {row['val_f1']:.3f}"
-            + (f" on {on}" if on else "")
+        what = (
+            "starting model"
+            if row["epoch"] == 0
+            else f"epoch {row['epoch']}: loss {row['loss']:.4f},"
         )
+        self.set_status(f"{what} validation F1 {row['val_f1']:.3f}" + (f" on {on}" if on else ""))
         self._draw()
         if self._progress is not None:  # last: napari may process pending events here
-            self._progress.update(1)
+            done = min(int(row.get("seconds", 0)), self._progress.total) - self._progress.n
+            self._progress.update(max(done, 0) if self.fine_tuning else int(row["epoch"] > 0))
 
     def _draw(self) -> None:
         from matplotlib.ticker import MaxNLocator
@@ -392,6 +475,8 @@ class TrainWidget(KinetochoreWidget):
         self.plot.style(twin, "validation F1")
         if epochs:
             twin.plot(epochs, [row["val_f1"] for row in self.history], "s-", color="#2ecc40")
+        if epochs and epochs[0] == 0:  # fine-tuning: the starting model on the same frames
+            twin.axhline(self.history[0]["val_f1"], color="#aaaaaa", ls="--", lw=1)
         twin.set_ylim(0, 1.05)
         self.plot.draw()
 
@@ -429,9 +514,14 @@ class TrainWidget(KinetochoreWidget):
             )
         else:
             label = registry.add(result.best_checkpoint)
+            what, figures = "training", f"validation F1 {result.best_f1:.3f}"
+            if hasattr(result, "initial_f1"):  # a FinetuneResult
+                what = "fine-tuning"
+                figures += (
+                    f" at threshold {result.threshold:g}; starting model {result.initial_f1:.3f}"
+                )
             message = (
-                f"training {how} the best model {result.best_checkpoint} (validation F1 "
-                f"{result.best_f1:.3f} on {result.validated_on}); choose '{label}' in Detect "
-                "kinetochores"
+                f"{what} {how} the best model {result.best_checkpoint} ({figures} on "
+                f"{result.validated_on}); choose '{label}' in Detect kinetochores"
             )
         self.announce(message)

@@ -42,7 +42,7 @@ Examples
 >>> tiny = {"steps_per_epoch": 1, "batch_size": 1, "patch_shape": [8, 32, 32]}
 >>> result = finetune(movie.image, movie.points, (0.3, 0.13, 0.13), out, frames=[0],
 ...                   minutes=0.01, progress=False, settings=tiny)
->>> result.validation, result.checkpoint == out, out.is_file()
+>>> result.validation, result.best_checkpoint == out, out.is_file()
 ('blocks', True, True)
 """
 
@@ -100,7 +100,7 @@ class FinetuneResult:
 
     Attributes
     ----------
-    checkpoint : Path
+    best_checkpoint : Path
         The best model (by validation F1); ``detect --model`` reads it.
     best_f1, threshold : float
         Its validation F1 (at 0.3 µm) and the threshold re-chosen on the validation.
@@ -120,7 +120,7 @@ class FinetuneResult:
         The log rows (``val_f1``, ``threshold``, ``seconds``, …).
     """
 
-    checkpoint: Path
+    best_checkpoint: Path
     best_f1: float
     threshold: float
     initial_f1: float
@@ -177,7 +177,8 @@ def finetune(
     should_stop : callable or None
         Polled every step; True ends the run like the time limit.
     on_epoch : callable or None
-        Called with every epoch's log row.
+        Called with every epoch's log row, first with the starting model's
+        (``epoch`` 0, ``loss`` NaN; also the first row of the log and history).
     settings : dict or None
         Overrides of :data:`RECIPE` keys (tests use tiny patches), and
         ``num_threads``, ``seed``, ``device``.
@@ -227,6 +228,9 @@ def finetune(
     trainer.keep_best(initial)
     run.initial = initial
     run.save(trainer, -1, initial, True)
+    row = trainer.log_row(-1, {"loss": math.nan, "lr": config.lr}, initial)  # epoch 0
+    if on_epoch is not None:
+        on_epoch(row)
     if progress:
         print(
             f"validating on {plan.description}; {init}: F1 {initial['f1']:.3f} at threshold "
