@@ -118,3 +118,12 @@ def test_check_output_file_protects_inputs_and_other_files(tmp_path):
     assert check_output_file(movie, [movie], force=True) == movie
     with pytest.raises(InputError, match="does not exist"):
         check_output_file(tmp_path / "no" / "out.csv", [movie], force=True)
+
+
+def test_a_folder_without_write_permission_is_named(tmp_path, monkeypatch):
+    # root may write anywhere, so the permission check is simulated
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    with pytest.raises(InputError, match="no permission to write in") as caught:
+        write_csv(tmp_path / "out.csv", pd.DataFrame({"t": [0]}))
+    assert str(tmp_path / "out.csv") in str(caught.value)
+    assert not any(tmp_path.iterdir())
