@@ -111,7 +111,7 @@ class CorrectWidget(KinetochoreWidget):
             "image",
             nullable=True,
             tooltip="the detector's probability map (Detect: show the probability map); its "
-            "peaks below the threshold are offered as candidate spots",
+            "peaks that no point covers are offered as candidate spots",
         )
         self.review_threshold = FloatSpinBox(
             label="review threshold (0: model's)",
