@@ -147,7 +147,13 @@ class Worker:
 
 
 def _table(rows: np.ndarray) -> pd.DataFrame:
+    """A worker's (t, z, y, x, score) rows as a table; rows without finite coordinates dropped.
+
+    (trackpy's refinement can return a feature without a position, NaN, which
+    our matching refuses; such a feature is no detection.)
+    """
     rows = np.asarray(rows, float).reshape(-1, 5)
+    rows = rows[np.isfinite(rows[:, 1:4]).all(axis=1)]
     return pd.DataFrame(
         {
             "t": rows[:, 0].astype(int),
@@ -554,7 +560,8 @@ def run_real(workers: dict, scratch: Path, repeats: int) -> dict | None:
                 op="time", frame=str(frame), voxel=REAL_VOXEL_UM, repeats=1, out=str(out)
             )
             times[key].append(answer["seconds"][0])
-            found[key] = np.load(out)
+            points = np.load(out).reshape(-1, 3)
+            found[key] = points[np.isfinite(points).all(axis=1)]  # as _table: no NaN positions
     results = {}
     for key in keys:
         match = match_points(found[key], reference, REAL_VOXEL_UM, REAL_CUTOFF_UM)
