@@ -173,14 +173,20 @@ def run_one(domain: str, k: int, minutes: float, quick: bool = False) -> dict:
 
 
 def score_snapshot(domain: str, k: int, nominal: int, mark: float, quick: bool = False) -> dict:
-    """F1 on the evaluation frames of the best-so-far checkpoint at a CPU-minute mark."""
+    """F1 on the evaluation frames of the best-so-far checkpoint at a CPU-minute mark.
+
+    Stored beside the checkpoint (``.json``) and reused while the checkpoint is older.
+    """
     from napari_kinetochores.nn.checkpoint import load_checkpoint
 
-    image, truth, voxel = domain_movie(domain, quick)
     path = PARTS / ("quick" if quick else "") / domain / f"k{k}_{mark:g}min.pt"
+    stored = path.with_suffix(".json")
+    if stored.is_file() and stored.stat().st_mtime > path.stat().st_mtime:
+        return json.loads(stored.read_text())
+    image, truth, voxel = domain_movie(domain, quick)
     info = load_checkpoint(path).info
     training = info.training
-    return {
+    point = {
         "mark_min": nominal,
         "cpu_min": mark,
         "epoch": training["finetune"]["epoch"],
@@ -189,10 +195,16 @@ def score_snapshot(domain: str, k: int, nominal: int, mark: float, quick: bool =
         "val_f1": training["validation"]["f1"],
         "threshold": info.threshold,
     }
+    stored.write_text(json.dumps(point, indent=1))
+    return point
 
 
 def score_partial(domain: str, k: int, cpu_min: float) -> dict:
-    """A run stopped (out of time) after ``cpu_min`` CPU minutes: its marks reached, scored."""
+    """A run stopped (out of time) after ``cpu_min`` CPU minutes (the process's): its marks reached.
+
+    A mark is reached when its snapshot was not refreshed at the last epoch
+    end (snapshots are copied at every epoch end until the mark is passed).
+    """
     import csv
 
     from napari_kinetochores.nn.checkpoint import load_checkpoint
@@ -201,10 +213,12 @@ def score_partial(domain: str, k: int, cpu_min: float) -> dict:
     about = load_checkpoint(folder / f"k{k}.pt").info.training["finetune"]
     with (folder / f"k{k}.log.csv").open() as handle:
         epochs = [int(row["epoch"]) for row in csv.DictReader(handle)]
+    last_epoch_end = (folder / f"k{k}.log.csv").stat().st_mtime
+    snapshots = {mark: folder / f"k{k}_{mark:g}min.pt" for mark in MARKS_MIN}
     points = [
         score_snapshot(domain, k, mark, float(mark))
-        for mark in MARKS_MIN
-        if mark <= cpu_min and (folder / f"k{k}_{mark:g}min.pt").is_file()
+        for mark, path in snapshots.items()
+        if path.is_file() and path.stat().st_mtime < last_epoch_end
     ]
     return {
         "k": k,
@@ -370,7 +384,8 @@ def render_markdown(results: dict) -> str:
         out += [
             "*not reached*: the run was stopped before that many CPU minutes, when the session's "
             "time ran out (the machine's 2 cores were shared by about eight people, so a "
-            "`nice`d run got a small share of one); CPU minutes reached: "
+            "`nice`d run got a small share of one); CPU minutes of the stopped processes (for "
+            "k = 1 including the baselines' scoring): "
             f"{', '.join(partial)}.",
             "",
         ]

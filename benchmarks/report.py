@@ -1166,6 +1166,7 @@ SECTIONS: dict[str, tuple[str, Callable[[dict], str] | str]] = {
     "resampling": ("resampling.json", resampling_section),
     "robustness_candidates": ("robustness_candidates.json", candidates_section),
     "stardist": ("stardist.json", "benchmarks.bench_stardist:section"),
+    "finetune": ("finetune.json", "benchmarks.bench_finetune:render_markdown"),
     "review": ("review.json", "benchmarks.bench_review:render_markdown"),
 }
 """The generated sections of docs/benchmarks.md: ``{marker name: (results file in

@@ -194,7 +194,12 @@ def finetune(
     InputError
         No points in the listed frames, points or frames outside the movie,
         ``z_um, y_um, x_um`` that disagree with ``voxel_size_um``, a movie
-        without ``channel``, an unknown starting model.
+        without ``channel``, an unknown starting model, negative minutes.
+
+    Notes
+    -----
+    The movie's channels are read into memory (``np.asarray``); the network
+    inputs of the listed frames are built once.
     """
     import torch
 
@@ -204,6 +209,8 @@ def finetune(
     from napari_kinetochores.training.loop import Trainer
 
     started = time.monotonic()
+    if not float(minutes) >= 0:
+        raise InputError(f"minutes must be a number >= 0, got {minutes}")
     voxel = validate_voxel_size(voxel_size_um, source)
     image = channel_first(movie, channel, source)
     spots = usable_spots(points, image.shape, voxel, channel, source)
