@@ -374,8 +374,10 @@ class BlobLog(Detector):
     sigma in 3 steps. ``threshold`` (an absolute bound on the scale-normalised
     LoG response) is ``noise_sigmas`` times the robust standard deviation
     (1.4826 × MAD) of that response at the smallest sigma, the noisiest
-    level of the scale space: a 5-sigma (Rose criterion) call on each image's
-    own noise, where skimage's default 0.2 depends on the image's range. The score of a blob is its scale-normalised
+    level of the scale space, over the voxels above the image's minimum (a
+    background-subtracted image clips its noise there): a 5-sigma (Rose
+    criterion) call on each image's own noise, where skimage's default 0.2
+    depends on the image's range. The score of a blob is its scale-normalised
     LoG response, the quantity ``threshold`` acts on. Overlap pruning is
     skimage's (it keeps the larger blob, whatever the score), so a candidate
     sweep is close to, not exactly, re-running blob_log at each threshold;
@@ -411,7 +413,10 @@ class BlobLog(Detector):
 
         sigma = sigma_px(voxel_size_um) * self.scales[0]
         response = -ndimage.gaussian_laplace(image, sigma) * float(np.mean(sigma)) ** 2
-        mad = float(np.median(np.abs(response - np.median(response))))
+        # background-subtracted data clip the noise at a floor: its voxels carry no noise
+        above_floor = response[image > image.min()]
+        values = above_floor if above_floor.size else response.ravel()
+        mad = float(np.median(np.abs(values - np.median(values))))
         return self.noise_sigmas * 1.4826 * mad
 
     def _run(self, image, voxel_size_um, threshold):

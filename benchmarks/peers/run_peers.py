@@ -877,11 +877,10 @@ def _merge(old: dict, new: dict) -> dict:
     runs = merged.setdefault(
         "runs", [{"date": old.get("date"), "methods": list(old.get("methods", {}))}]
     )
+    parts = [p for p in ("accuracy", "speed", "memory", "real_data") if new.get(p)]
     if not runs or runs[-1].get("date") != new.get("date"):
-        parts = [p for p in ("accuracy", "speed", "memory", "real_data") if new.get(p)]
-        runs.append(
-            {"date": new.get("date"), "methods": list(new.get("methods", {})), "parts": parts}
-        )
+        runs.append({"date": new.get("date"), "methods": list(new.get("methods", {}))})
+    runs[-1]["parts"] = parts  # progress writes merge too: the last write says what ran
     merged.setdefault("methods", {}).update(new.get("methods", {}))
     for key in ("spotiflow_training", "peers_env"):
         if key in new:
