@@ -185,7 +185,9 @@ def main() -> int:
     if not args.skip_accuracy:
         results.update(measure_accuracy(models, n_movies, args.quick))
     if not args.skip_speed:
+        load_at_start = list(os.getloadavg())
         results["speed"] = summarise_speed(time_methods(next(iter(models.values())), args.quick))
+        results["speed_load_average"] = {"start": load_at_start, "end": list(os.getloadavg())}
         brief = {
             k: {kk: vv for kk, vv in v.items() if kk != "runs"} for k, v in results["speed"].items()
         }
@@ -196,7 +198,7 @@ def main() -> int:
         # a partial run keeps the other part of the previous results
         previous = json.loads(args.output.read_text())
         kept = ("accuracy", "threshold_sweep", "n_movies_per_condition", "training_distribution")
-        for key in kept if args.skip_accuracy else ("speed",):
+        for key in kept if args.skip_accuracy else ("speed", "speed_load_average", "speed_note"):
             if key in previous:
                 results[key] = previous[key]
     args.output.write_text(json.dumps(results, indent=2, default=float))

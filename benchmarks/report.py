@@ -346,6 +346,7 @@ def detection_section(detection: dict, images: Path, doc_dir: Path) -> str:
             "`_fp32` = `--precision fp32`, otherwise bfloat16 autocast on this CPU; "
             "`_flips` / `_no_flips` = the other setting of `--test-time-flips`; peak RSS includes "
             "the frame itself; F1 at 0.3 µm against the planted spots; tiles skipped / run). "
+            + _load_note(detection)
             + _memory_note(speed),
             "",
             table(
@@ -364,6 +365,19 @@ def detection_section(detection: dict, images: Path, doc_dir: Path) -> str:
             "",
         ]
     return "\n".join(out)
+
+
+def _load_note(detection: dict) -> str:
+    """How busy the machine was during the speed runs, where the results say."""
+    if detection.get("speed_note"):
+        return detection["speed_note"][0].upper() + detection["speed_note"][1:] + ". "
+    load = detection.get("speed_load_average")
+    if load:
+        return (
+            f"Load average at the start {', '.join(num(v, 1) for v in load['start'])}, at the end "
+            f"{', '.join(num(v, 1) for v in load['end'])} (on 2 cores, above 2 means shared). "
+        )
+    return ""
 
 
 def _memory_note(speed: dict) -> str:
