@@ -48,3 +48,4 @@ def test_markdown_marks_the_minutes_a_stopped_run_did_not_reach():
         "| fine-tuned, 1 frame | 0.800 | 0.900 | not reached | blocks: 0.700 → 0.900 | 12 |" in text
     )
     assert "large_psf k=1 (6.1)" in text and "![fine-tuning F1" in text
+    assert "other frames: +0.000 to +0.100 over all cells" in text
