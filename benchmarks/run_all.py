@@ -21,10 +21,15 @@ benchmarks/results, so it is not quoted here):
    held-out movies of an independent renderer, when that module exists;
 6. ``stardist``: only with ``--full`` or ``--only stardist`` (in the quick set
    StarDist is measured by the peer step);
-7. ``peers``: ``peers.run_peers --quick`` in ``.venv-peers``, when that
+7. ``finetune`` and ``review``: ``bench_finetune --quick`` and
+   ``bench_review --quick``, the correction loop (fine-tuning on corrected
+   frames; review by uncertainty) on tiny movies. They check the scripts end to
+   end and leave ``results/finetune.json``, ``results/review.json`` and the
+   docs alone; ``--full`` runs them at full size (about 60 and 8 CPU-minutes);
+8. ``peers``: ``peers.run_peers --quick`` in ``.venv-peers``, when that
    environment exists (``make bench-peers`` creates it; otherwise it prints
    how): the peers, our detectors and StarDist 3D side by side;
-8. ``report``: tables and plots into docs/benchmarks.md and docs/images/.
+9. ``report``: tables and plots into docs/benchmarks.md and docs/images/.
 
 ``--full`` runs the whole grid (hours on 2 cores): more movies, extra
 conditions, larger frames, more repeats, the batch and pairing benchmarks at
@@ -59,6 +64,8 @@ STEPS = (
     "pairing_tracking",
     "robustness",
     "stardist",
+    "finetune",
+    "review",
     "peers",
     "report",
 )
@@ -168,6 +175,10 @@ def main() -> int:
             done.append(run("robustness", module("bench_robustness", size)))
     if "stardist" in steps:
         done.append(stardist_step(args, asked, quick))
+    if "finetune" in steps:
+        done.append(run("finetune", module("bench_finetune", *quick)))
+    if "review" in steps:
+        done.append(run("review", module("bench_review", *quick)))
     if "peers" in steps:
         done.append(peers_step(args))
     if "report" in steps:
