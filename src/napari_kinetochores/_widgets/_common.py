@@ -15,7 +15,7 @@ from typing import Any
 
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtWidgets import QVBoxLayout, QWidget
+from qtpy.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
 
 from napari_kinetochores._napari.io import OUT_OF_SLICE_UM, legend_text
 from napari_kinetochores._widgets._layers import default_layer, layer_kind
@@ -111,6 +111,8 @@ class KinetochoreWidget(QWidget):
         self.form = Container(labels=True)
         self.status = Label(value="")
         self.status.native.setWordWrap(True)
+        # A word-wrapped QLabel asks for a narrow width; let it take the dock's.
+        self.status.native.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Preferred)
         layout = QVBoxLayout()
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.form.native)
