@@ -161,3 +161,24 @@ def test_bad_input_cli(tmp_path, capsys):
     missing = tmp_path / "missing.csv"
     assert main(["measure", str(missing), "-o", str(tmp_path / "m.csv"), *VOXEL_ARGS]) == 2
     assert "file not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["pair", "track", "measure"])
+def test_commands_refuse_to_write_over_their_input_or_another_file(
+    command, files, tmp_path, capsys
+):
+    folder, _ = files
+    points = tmp_path / "points.csv"
+    points.write_bytes((folder / "det.csv").read_bytes())
+    before = points.read_bytes()
+    movie = tmp_path / "movie.tif"
+    movie.write_bytes(b"II*\x00not really a movie")
+    for output in (points, movie):
+        capsys.readouterr()
+        assert main([command, str(points), "-o", str(output), *VOXEL_ARGS]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error:") and output.name in err and "--force" in err, err
+    assert points.read_bytes() == before
+    assert movie.read_bytes() == b"II*\x00not really a movie"
+    assert main([command, str(points), "-o", str(points), *VOXEL_ARGS, "--force"]) == 0
+    assert points.read_bytes() != before

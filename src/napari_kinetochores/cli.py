@@ -27,6 +27,26 @@ def _voxel_size_arg(parser: argparse.ArgumentParser, required: bool = False) -> 
     )
 
 
+def _force_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="write OUTPUT even if it is an input or an existing file that is not a CSV",
+    )
+
+
+# The arguments that name files a command reads: its output must never replace one.
+INPUT_ARGUMENTS = ("input", "points", "mcherry")
+
+
+def _check_output(args: argparse.Namespace) -> None:
+    """Refuse an ``-o`` that is one of the command's inputs or a non-CSV file (unless --force)."""
+    from napari_kinetochores.io.atomic import check_output_file
+
+    inputs = [getattr(args, name) for name in INPUT_ARGUMENTS if getattr(args, name, None)]
+    check_output_file(args.output, inputs, force=args.force)
+
+
 def _frames(text: str | None):
     """The ``--frames`` selection (:func:`~napari_kinetochores.detection.options.parse_frames`)."""
     from napari_kinetochores.detection.options import parse_frames
@@ -149,11 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     det = sub.add_parser("detect", help="detect kinetochores in a movie and write a point CSV")
     det.add_argument("input", type=Path, help="movie: TIFF/OME-TIFF, zarr/OME-Zarr, HDF5 or .npy")
     det.add_argument("-o", "--output", type=Path, required=True, help="point CSV to write")
-    det.add_argument(
-        "--force",
-        action="store_true",
-        help="write OUTPUT even if it is the input or an existing file that is not a CSV",
-    )
+    _force_arg(det)
     _detection_args(det)
 
     bat = sub.add_parser(
@@ -309,9 +325,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_detect(args: argparse.Namespace) -> int:
     from napari_kinetochores.detection import detect_movie
     from napari_kinetochores.io import read_volume, write_points
-    from napari_kinetochores.io.atomic import check_output_file
 
-    check_output_file(args.output, [args.input], force=args.force)
     volume = read_volume(
         args.input, axes=args.axes, voxel_size_um=args.voxel_size, dataset=args.dataset
     )
@@ -485,6 +499,7 @@ def _add_pair_track_measure_parsers(sub) -> None:
     pa = sub.add_parser("pair", help="pair sister kinetochores: adds pair_id (-1: unpaired)")
     pa.add_argument("points", type=Path, help="point CSV (rows in any order)")
     pa.add_argument("-o", "--output", type=Path, required=True, help="point CSV to write")
+    _force_arg(pa)
     _voxel_size_arg(pa, required=True)
     _pairing_args(pa)
     pa.add_argument(
@@ -496,6 +511,7 @@ def _add_pair_track_measure_parsers(sub) -> None:
     tk = sub.add_parser("track", help="link kinetochores over time: adds track_id, keeps pair_id")
     tk.add_argument("points", type=Path, help="point CSV with a t column (rows in any order)")
     tk.add_argument("-o", "--output", type=Path, required=True, help="point CSV to write")
+    _force_arg(tk)
     _voxel_size_arg(tk, required=True)
     tk.add_argument("--channel", type=int, default=0, help="kinetochore channel; -1: all rows")
     _tracking_args(tk, "--max-distance-um")
@@ -510,6 +526,7 @@ def _add_pair_track_measure_parsers(sub) -> None:
     )
     me.add_argument("points", type=Path, help="point CSV (pair_id/track_id kept when present)")
     me.add_argument("-o", "--output", type=Path, required=True, help="measurements CSV to write")
+    _force_arg(me)
     _voxel_size_arg(me, required=True)
     me.add_argument(
         "--mcherry",
@@ -735,6 +752,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from napari_kinetochores.io import validate_voxel_size
 
             args.voxel_size = validate_voxel_size(args.voxel_size, "--voxel-size")
+        if getattr(args, "force", None) is not None:
+            _check_output(args)
         return COMMANDS[args.command](args)
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
