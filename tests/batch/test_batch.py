@@ -245,24 +245,26 @@ def test_batch_equals_detect_on_a_cluster(movies, reference, cluster_factory, tm
 
 
 def test_killed_worker_then_resume_gives_complete_outputs(
-    movies, reference, cluster_factory, tmp_path, monkeypatch
+    movies, reference, cluster_factory, tmp_path
 ):
+    import cloudpickle
     import dask
     from distributed import Client
 
+    import _batch_helpers
     from napari_kinetochores.batch import run_batch
-    from napari_kinetochores.batch.worker import KILL_ONCE_ENV
 
     # The first frame task kills its worker process mid-commit (leaving a torn
     # temporary file). With no retries allowed, the frames that worker held
     # fail in this run; the others complete.
-    monkeypatch.setenv(KILL_ONCE_ENV, str(tmp_path / "killed-once"))
+    cloudpickle.register_pickle_by_value(_batch_helpers)
     out = tmp_path / "out"
     inputs = [movies / n for n in MOVIES]
     options = DetectionOptions(method="classical")
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
         cluster = cluster_factory()
     with Client(cluster) as client:
+        client.register_plugin(_batch_helpers.KillOnFirstCommit(tmp_path / "killed-once"))
         first = run_batch(
             inputs,
             out,

@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 from distributed import WorkerPlugin, get_worker
 
-KILL_ONCE_ENV = "NAPARI_KINETOCHORES_TEST_KILL_ONCE"
 """Test hook: when set to a file path that does not exist yet, the first frame
 task that gets this far creates the file, leaves a half-written temporary part
 file, and kills its worker process (as a crash would)."""
@@ -268,19 +267,6 @@ def frame_table(job: FrameJob, plugin: DetectorPlugin):
     )
 
 
-def _kill_once_for_tests(part_path: Path) -> None:
-    marker = os.environ.get(KILL_ONCE_ENV)
-    if not marker:
-        return
-    try:
-        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-    except FileExistsError:
-        return
-    torn = part_path.parent / f".{part_path.name}.killed.tmp"
-    torn.write_text("t,z,y,x,z_um,y_um,x_um,channel,score,status\n0.0,1")  # a torn write
-    os._exit(1)
-
-
 def run_frame(job: FrameJob) -> dict:
     """Detect one frame on a worker and commit its part file (or return its table).
 
@@ -311,7 +297,6 @@ def run_frame(job: FrameJob) -> dict:
             result["table"] = table
         else:
             part = Path(job.part_path)
-            _kill_once_for_tests(part)
             write_points(part, table, plugin.volume(job.movie).voxel_size_um)  # temp + rename
     result["seconds"] = time.perf_counter() - started
     return result
