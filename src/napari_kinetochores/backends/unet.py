@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from napari_kinetochores.backends.base import VOXEL_SIZE_TOLERANCE, Found, check_voxel_size, where
-from napari_kinetochores.core.peaks import find_peaks, keep_strongest
+from napari_kinetochores.core.peaks import find_peaks
 from napari_kinetochores.errors import InputError
 from napari_kinetochores.nn.checkpoint import (
     DEFAULT_MODEL_NAME,
@@ -391,17 +391,11 @@ class UNetDetector:
         min_distance = (
             self.info.min_distance_um if min_distance_um is None else float(min_distance_um)
         )
-        # Maxima of their 26 neighbours, then thinned at the minimum distance (physical,
-        # Euclidean). find_peaks' own window is a box of half-size min_distance whose
-        # corners reach 0.47 µm at 0.3/0.13/0.13 µm voxels: it dropped weaker true spots
-        # 0.3-0.47 µm from a stronger one (held-out ball layout, 8 movies: recall 0.654 ->
-        # 0.677, precision 0.994 -> 0.988; dense and low-SNR plates +0.006 / +0.003 recall;
-        # sparse plates identical).
         if self.config.target == "distance":
             coords, values = find_peaks(
                 prediction,
                 voxel_size_um,
-                0.0,
+                min_distance,
                 threshold_abs=threshold,
                 mode="min",
                 refine="quadratic",
@@ -409,10 +403,8 @@ class UNetDetector:
             scores = 1.0 - values
         else:
             coords, scores = find_peaks(
-                prediction, voxel_size_um, 0.0, threshold_abs=threshold, refine="gaussian"
+                prediction, voxel_size_um, min_distance, threshold_abs=threshold, refine="gaussian"
             )
-        keep = keep_strongest(coords, scores, voxel_size_um, min_distance)
-        coords, scores = coords[keep], scores[keep]
         if image is not None:
             coords, scores = self._refine(coords, scores, image, voxel_size_um, min_distance)
         return coords, scores
@@ -428,6 +420,7 @@ class UNetDetector:
 
     @staticmethod
     def _refine(coords, scores, image, voxel_size_um, min_distance: float):
+        from napari_kinetochores.core.peaks import keep_strongest
         from napari_kinetochores.core.refine import fit_spot_mixture, refine_detections
 
         coords = refine_detections(image, coords, voxel_size_um)
