@@ -513,7 +513,7 @@ class FinetuneRun(UNetTraining):
 
     def save(self, trainer, epoch: int, metrics: dict, improved: bool) -> None:
         """Write ``output`` when the validation F1 improved (epoch -1: the starting model)."""
-        from napari_kinetochores.nn.checkpoint import ModelInfo, save_checkpoint
+        from napari_kinetochores.nn.checkpoint import save_checkpoint
         from napari_kinetochores.training.loop import plain_types
 
         if not improved:
@@ -526,22 +526,7 @@ class FinetuneRun(UNetTraining):
             "initial_f1": self.initial.get("f1"),
             "initial_threshold": self.initial.get("threshold"),
         }
-        info = ModelInfo(
-            voxel_size_um=tuple(config.voxel_size_um),
-            threshold=trainer.best_threshold,
-            min_distance_um=config.min_distance_um,
-            heatmap_sigma_um=tuple(config.heatmap_sigma_um),
-            distance_clip_um=config.distance_clip_um,
-            tile_shape=tuple(config.tile_shape),
-            training={
-                "config": plain_types(config),
-                "history": trainer.history,
-                "device": self.device,
-                "validated_on": self.plan.description,
-                "validation": metrics,
-                "finetune": plain_types(about),
-            },
-        )
+        info = self.model_info(trainer, validation=metrics, finetune=plain_types(about))
         save_checkpoint(self.output_path, self.model, config.model, info)
 
 

@@ -491,28 +491,31 @@ class UNetTraining:
         """Fresh simulated movies for ``data.refresh_per_epoch`` pool entries."""
         self.pool.refresh()
 
-    def save(self, trainer: Trainer, epoch: int, metrics: dict, improved: bool) -> None:
-        """``best.pt`` when the F1 improved; ``last.pt`` (resumable) always."""
+    def model_info(self, trainer: Trainer, **training: object) -> ModelInfo:
+        """The checkpoint's description of this model, with ``training`` added to its record."""
         config = self.config
-        info_base = dict(
-            voxel_size_um=tuple(config.voxel_size_um),
-            min_distance_um=config.min_distance_um,
-            heatmap_sigma_um=config.heatmap_sigma_um,
-            distance_clip_um=config.distance_clip_um,
-            tile_shape=tuple(config.tile_shape),
-        )
-        training = {
+        record = {
             "config": plain_types(config),
             "history": trainer.history,
             "device": self.device,
             "validated_on": self.plan.description,
+            **training,
         }
+        return ModelInfo(
+            voxel_size_um=tuple(config.voxel_size_um),
+            threshold=trainer.best_threshold,
+            min_distance_um=config.min_distance_um,
+            heatmap_sigma_um=config.heatmap_sigma_um,
+            distance_clip_um=config.distance_clip_um,
+            tile_shape=tuple(config.tile_shape),
+            training=record,
+        )
+
+    def save(self, trainer: Trainer, epoch: int, metrics: dict, improved: bool) -> None:
+        """``best.pt`` when the F1 improved; ``last.pt`` (resumable) always."""
+        config = self.config
         if improved:
-            info = ModelInfo(
-                threshold=trainer.best_threshold,
-                training={**training, "validation": metrics},
-                **info_base,
-            )
+            info = self.model_info(trainer, validation=metrics)
             save_checkpoint(self.output / "best.pt", self.model, config.model, info)
         state = {
             "optimizer": self.optimizer.state_dict(),
@@ -522,7 +525,7 @@ class UNetTraining:
             "best_threshold": trainer.best_threshold,
             "history": trainer.history,
         }
-        info = ModelInfo(threshold=trainer.best_threshold, training=training, **info_base)
+        info = self.model_info(trainer)
         save_checkpoint(self.output / "last.pt", self.model, config.model, info, state)
 
 
