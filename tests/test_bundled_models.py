@@ -34,7 +34,7 @@ CONDITIONS = (
 )
 FRAME = 1
 
-# Measured 2026-11-30 on a Xeon with AVX512-BF16 (pooled over the 3 frames, 120
+# Measured 2026-11-30 on an AMD EPYC with AVX512-BF16 (no AMX) (pooled over the 3 frames, 120
 # kinetochores; median of the per-frame median errors): default F1@0.3 µm 0.979, median
 # 45.5 nm; single_frame F1@0.3 µm 0.962, median 45.2 nm. One missed or false spot moves
 # F1 by about 0.004: the F1 bounds allow about 5 more mistakes.
