@@ -212,6 +212,15 @@ def read_shape(path: Path) -> tuple[int, int, int]:
     return read_volume(path).shape[2:]
 
 
+def _load_text(machine: dict) -> str:
+    """What the stored run says about the machine's load (older runs carry a note instead)."""
+    if "load_average_at_start" not in machine:
+        return machine.get("note", "load not recorded")
+    start = ", ".join(f"{v:.1f}" for v in machine["load_average_at_start"])
+    end = ", ".join(f"{v:.1f}" for v in machine.get("load_average_at_end", []))
+    return f"load average {start} at the start, {end} at the end; above 2 means shared"
+
+
 def render_markdown(results: dict) -> str:
     """The docs/benchmarks.md section (``<!-- batch:begin -->`` … ``<!-- batch:end -->``)."""
     from benchmarks.common import num, table
@@ -235,7 +244,7 @@ def render_markdown(results: dict) -> str:
         "",
         f"Generated from `benchmarks/results/batch.json` (`python -m benchmarks.bench_batch`), "
         f"{results['date']}, {results['machine']['cpu_count']} cores "
-        f"({results['machine'].get('note', '')}). `kinetochores batch` on a `LocalCluster` of "
+        f"({_load_text(results['machine'])}). `kinetochores batch` on a `LocalCluster` of "
         "worker processes with one thread each (torch: 2 threads with one worker, 1 each with "
         "two); one task per (movie, frame); cluster start-up and a warm-up frame per worker "
         "are not timed. CPU s / frame: the workers' CPU time per frame.",
@@ -387,7 +396,7 @@ def main() -> None:
             "cpu_count": os.cpu_count(),
             "platform": platform.platform(),
             "python": platform.python_version(),
-            "note": "shared 2-core CPU machine; other jobs (model training) ran at the same time",
+            "load_average_at_start": list(os.getloadavg()),
         },
         "throughput": [],
         "large_frame": None,
@@ -423,6 +432,7 @@ def main() -> None:
             print(json.dumps(report["large_frame"]))
     if args.skip_large and args.output.exists():  # keep the large-frame result of an earlier run
         report["large_frame"] = json.loads(args.output.read_text()).get("large_frame")
+    report["machine"]["load_average_at_end"] = list(os.getloadavg())
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=1))
     print(f"wrote {args.output}")
