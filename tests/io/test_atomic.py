@@ -127,3 +127,19 @@ def test_a_folder_without_write_permission_is_named(tmp_path, monkeypatch):
         write_csv(tmp_path / "out.csv", pd.DataFrame({"t": [0]}))
     assert str(tmp_path / "out.csv") in str(caught.value)
     assert not any(tmp_path.iterdir())
+
+
+def test_a_folder_written_atomically_replaces_a_file_or_folder_at_its_path(tmp_path):
+    # As zarr's writer did before atomic_output: a store replaces whatever is there.
+    for existing in ("file", "folder"):
+        target = tmp_path / f"{existing}.zarr"
+        if existing == "file":
+            target.write_text("old")
+        else:
+            target.mkdir()
+            (target / "old").write_text("old")
+        with atomic_output(target) as tmp:
+            tmp.mkdir()
+            (tmp / "new").write_text("new")
+        assert target.is_dir() and [p.name for p in target.iterdir()] == ["new"]
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []

@@ -165,12 +165,12 @@ def _concerns(error: OSError, paths: Sequence[Path]) -> bool:
 
 
 def _replace(src: Path, dst: Path) -> None:
-    """Rename ``src`` onto ``dst``; a folder already at ``dst`` (a zarr store) is replaced too.
+    """Rename ``src`` onto ``dst``; a folder ``src`` (a zarr store) replaces whatever is at ``dst``.
 
-    That folder is first renamed aside and removed once ``src`` is in place,
-    so ``dst`` holds either the old or the new content at every moment.
+    What is at ``dst`` is first renamed aside and removed once ``src`` is in
+    place, so ``dst`` holds either the old or the new content at every moment.
     """
-    if not (src.is_dir() and dst.is_dir()):
+    if not (src.is_dir() and dst.exists()):
         os.replace(src, dst)
         return
     old = temp_path_beside(dst, ".old")
