@@ -99,9 +99,10 @@ def save_checkpoint(
     }
     if training_state is not None:
         payload["training_state"] = training_state
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(payload, temporary)
-    os.replace(temporary, path)
+    from napari_kinetochores.io.atomic import atomic_output
+
+    with atomic_output(path, ".pt") as temporary:
+        torch.save(payload, temporary)
     return path
 
 
