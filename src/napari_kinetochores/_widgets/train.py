@@ -356,9 +356,10 @@ class TrainWidget(KinetochoreWidget):
         ``patch_shape``, ``lr``, ``validation``, …) override the recipe; what
         the starting model fixes (``model``, heatmap, tiles) is its own.
         """
-        from napari_kinetochores.cli import _frames
+        from napari_kinetochores.detection.options import parse_frames
 
         image, table, voxel = sample
+        frames = self.frames.value.strip()
         fixed = ("model", "init_from", "output_dir", "epochs", "time_limit_min", "device")
         settings = {k: v for k, v in self._base_values().items() if k not in fixed}
         return {
@@ -366,7 +367,7 @@ class TrainWidget(KinetochoreWidget):
             "points": table,
             "voxel_size_um": voxel,
             "output": Path(self.output.value) / "finetuned.pt",
-            "frames": _frames(self.frames.value.strip() or None),
+            "frames": parse_frames(frames) if frames else None,
             "minutes": float(self.minutes.value),
             "init": self.init_model(),
             "settings": settings,

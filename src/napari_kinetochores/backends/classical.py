@@ -212,7 +212,8 @@ class ClassicalDetector:
             score = score_map(volume.frame(t, channel), voxel)
             coords, scores = spots_in_score_map(score, voxel, options.threshold, min_distance)
             found.append((channel, coords, scores))
-            maps.append(score)
+            if on_prediction is not None:  # keep the maps only for who wants them
+                maps.append(score)
         if on_prediction is not None:
             on_prediction(t, np.stack(maps))
         return found

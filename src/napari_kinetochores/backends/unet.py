@@ -195,7 +195,7 @@ class UNetDetector:
                 f"{volume.n_channels} channel(s)",
                 volume.path,
             )
-        if not self.resample_to_model or self.resampling(volume) is None:
+        if self.resampling(volume) is None:  # None when resampling is off
             check_voxel_size(volume, self.info.voxel_size_um, "model's training voxel size")
 
     def map_channels(self, n_channels: int, options) -> tuple[list[int], str]:

@@ -23,10 +23,6 @@ from pathlib import Path
 import numpy as np
 from distributed import WorkerPlugin, get_worker
 
-"""Test hook: when set to a file path that does not exist yet, the first frame
-task that gets this far creates the file, leaves a half-written temporary part
-file, and kills its worker process (as a crash would)."""
-
 
 @dataclass(frozen=True)
 class MovieSpec:

@@ -222,8 +222,15 @@ def finetune(
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     device = choose_device(config.device)
-    plan, samples, train_frames = split_for_validation(image, spots, voxel, config, listed)
-    about = {"init": str(init), "loss": config.loss, "train_frames": train_frames}
+    plan, samples, train_frames, validation = split_for_validation(
+        image, spots, voxel, config, listed
+    )
+    about = {
+        "init": str(init),
+        "loss": config.loss,
+        "train_frames": train_frames,
+        "validation": validation,
+    }
     run = FinetuneRun(config, loaded.model.to(device), device, rng, plan, samples, output, about)
     stop = _stopper(started, minutes, should_stop)
     trainer = Trainer(
@@ -398,15 +405,17 @@ def split_for_validation(
     voxel_size_um: tuple[float, float, float],
     config: TrainConfig,
     listed: list[int],
-) -> tuple[ValidationPlan, list[Sample], list[int]]:
+) -> tuple[ValidationPlan, list[Sample], list[int], str]:
     """Hold out the last listed frame with spots (two or more), else a block of the one frame.
 
-    Returns the validation plan, the training samples and the training frames.
+    Returns the validation plan, the training samples, the training frames and
+    which validation it is (``"frame"`` or ``"blocks"``).
     """
     from napari_kinetochores.training.unet import prepare_sample
     from napari_kinetochores.training.validation import HELD_OUT, ValidationFrame, ValidationPlan
 
-    labelled = [t for t in listed if t in set(np.round(spots["t"]).astype(int))]
+    with_spots = set(np.round(spots["t"]).astype(int))
+    labelled = [t for t in listed if t in with_spots]
     if len(labelled) >= 2:
         held = labelled[-1]
         train_frames = [t for t in listed if t != held]
@@ -414,7 +423,8 @@ def split_for_validation(
         frame = ValidationFrame(HELD_OUT, image, held, truth, voxel_size_um)
         words = f"held-out frame t={held} of your labels ({len(truth)} spots)"
         sample = prepare_sample(image, spots, voxel_size_um, config, "", train_frames)
-        return ValidationPlan(HELD_OUT, words, [frame], [(0, held)]), [sample], train_frames
+        plan = ValidationPlan(HELD_OUT, words, [frame], [(0, held)])
+        return plan, [sample], train_frames, "frame"
     t = labelled[0]
     truth = _frame_spots(spots, t)
     axis, cut = block_cut(truth, image.shape[2:])
@@ -432,7 +442,7 @@ def split_for_validation(
     others = [k for k, u in enumerate(listed) if u != t]
     if others:
         samples.append(_pick_frames(whole, others))
-    return ValidationPlan(HELD_OUT, words, [frame], [(0, t)]), samples, listed
+    return ValidationPlan(HELD_OUT, words, [frame], [(0, t)]), samples, listed, "blocks"
 
 
 def _frame_spots(spots: pd.DataFrame, t: int) -> np.ndarray:
@@ -507,8 +517,8 @@ class FinetuneRun(UNetTraining):
         pool = SamplePool(samples, None, 0, 0, rng)
         super().__init__(config, model, device, rng, plan=plan, pool=pool)
         self.output_path = Path(output)
-        self.validation = "blocks" if "block" in plan.description else "frame"
-        self.about = {**about, "validation": self.validation, "validated_on": plan.description}
+        self.validation = about["validation"]
+        self.about = {**about, "validated_on": plan.description}
         self.initial: dict = {}
 
     def save(self, trainer, epoch: int, metrics: dict, improved: bool) -> None:

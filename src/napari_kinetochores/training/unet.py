@@ -402,10 +402,12 @@ class UNetTraining:
         if plan is None or pool is None:
             movies = user_movies(config.data, samples)
             channel = config.model.detected_channels[0]
-            plan = plan or plan_validation(
-                config.validation, movies, channel, config.model.temporal_window
-            )
-            pool = pool or training_pool(config, rng, movies, plan, self.state.start_epoch)
+            if plan is None:
+                plan = plan_validation(
+                    config.validation, movies, channel, config.model.temporal_window
+                )
+            if pool is None:
+                pool = training_pool(config, rng, movies, plan, self.state.start_epoch)
         self.plan, self.pool = plan, pool
         self.augment = Augmenter()
         self.target_fill = 1.0 if config.model.target == "distance" else 0.0
