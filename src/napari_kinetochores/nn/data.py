@@ -10,8 +10,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from napari_kinetochores.errors import InputError
-
 from napari_kinetochores.core.normalize import (  # noqa: F401  (also this module's API)
     DEFAULT_PERCENTILES,
     NOISE_UNITS,

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from napari_kinetochores.errors import InputError
 from napari_kinetochores.core.normalize import noise_statistics, sample_rows
+from napari_kinetochores.errors import InputError
 
 # Empty-tile test: a tile is skipped when its input, averaged over a box about
 # one spot wide (z, y, x voxels), nowhere rises SIGNAL_SIGMAS noise sigmas (of
