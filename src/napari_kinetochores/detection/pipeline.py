@@ -20,7 +20,6 @@ import pandas as pd
 from napari_kinetochores.backends import check_method, get_detector
 from napari_kinetochores.backends.base import check_channel, where
 from napari_kinetochores.detection.options import DetectionOptions, frame_range
-from napari_kinetochores.errors import InputError
 from napari_kinetochores.io.points import points_frame
 
 WHOLE_FRAME = (None, None, None)
@@ -96,76 +95,16 @@ def prepare_detector(volume, options: DetectionOptions, detector=None, first_fra
     return detector
 
 
-def check_finite(block: np.ndarray, volume, t: int, channel: int | None) -> None:
-    """Fail, naming the file, frame and channel, when ``block`` holds NaN or infinities.
-
-    Every frame (or tile) a detector reads goes through this check (see
-    :class:`FiniteFrames` and :func:`~napari_kinetochores.detection.tiling.read_region`):
-    a NaN would otherwise spread through the filters and the network and
-    silently remove every spot around it. Integer movies cannot hold NaN and
-    are not scanned; float data cost one float64 sum per block read.
-
-    Examples
-    --------
-    >>> from napari_kinetochores.io import volume_from_array
-    >>> volume = volume_from_array(np.zeros((2, 1, 2, 4, 4), np.float32), (0.3, 0.13, 0.13))
-    >>> check_finite(np.full((2, 4, 4), np.nan, np.float32), volume, 1, 0)
-    Traceback (most recent call last):
-    ...
-    napari_kinetochores.errors.InputError: frame 1, channel 0 holds 32 NaN or infinite voxel(s); detection needs finite intensities: replace them (e.g. with the background level), or leave the frame out with --frames
-    """
-    dtype = np.dtype(volume.dtype)
-    if np.issubdtype(dtype, np.integer) or dtype == np.bool_:
-        return
-    if np.isfinite(np.sum(block, dtype=np.float64)):
-        return
-    n_bad = int(np.count_nonzero(~np.isfinite(block)))
-    if n_bad == 0:
-        return  # finite values whose sum overflowed
-    where_ = f"frame {t}" if channel is None else f"frame {t}, channel {channel}"
-    raise InputError(
-        f"{where_} holds {n_bad} NaN or infinite voxel(s); detection needs finite intensities: "
-        "replace them (e.g. with the background level), or leave the frame out with --frames",
-        getattr(volume, "path", None),
-    )
-
-
-class FiniteFrames:
-    """A movie whose frames are checked by :func:`check_finite` as they are read (once each).
-
-    Every attribute but :meth:`frame` is the wrapped volume's.
-    """
-
-    def __init__(self, volume) -> None:
-        self._volume = volume
-        self._checked: set[tuple[int, int | None]] = set()
-
-    def __getattr__(self, name: str):
-        return getattr(self._volume, name)
-
-    def frame(self, t: int, channel: int | None = None) -> np.ndarray:
-        """Frame ``t`` of ``channel`` (Z, Y, X), or all channels (C, Z, Y, X) if None."""
-        block = self._volume.frame(t, channel)
-        key = (int(t), channel)
-        if key not in self._checked:
-            check_finite(block, self._volume, int(t), channel)
-            self._checked.add(key)
-        return block
-
-
 def corrected(volume):
     """The movie as detectors read it: frames checked for NaN, sensor defects removed.
 
-    See :class:`FiniteFrames` and
-    :class:`napari_kinetochores.core.preprocess.CorrectedVolume`; frames
+    See :class:`napari_kinetochores.core.preprocess.CorrectedVolume`; frames
     without defects are read unchanged. Frames read in tiles are not corrected
     (and are checked by :func:`~napari_kinetochores.detection.tiling.read_region`).
     """
     from napari_kinetochores.core.preprocess import CorrectedVolume
 
-    if isinstance(volume, CorrectedVolume):
-        return volume
-    return CorrectedVolume(FiniteFrames(volume))
+    return volume if isinstance(volume, CorrectedVolume) else CorrectedVolume(volume)
 
 
 def detect_frame(

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from napari_kinetochores.core.preprocess import check_finite
 from napari_kinetochores.errors import InputError
 
 DEFAULT_CORE_YX = 512
@@ -165,8 +166,6 @@ def read_region(volume, t: int, channel: int, region: tuple[slice, slice, slice]
     Only the chunks that hold the block are read from lazy (zarr, HDF5) data.
     Raises an InputError naming the frame when it holds NaN or infinities.
     """
-    from napari_kinetochores.detection.pipeline import check_finite
-
     block = volume.data[(t, channel, *region)]
     if hasattr(block, "compute"):
         block = block.compute()
