@@ -301,12 +301,29 @@ def _is_text(values: pd.Series) -> bool:
     return values.dtype == object or isinstance(values.dtype, pd.StringDtype)
 
 
+# Every cell _neutralise or _restore changes starts with one of these characters.
+_CHANGED_FIRST = tuple("'=+@\t\r-")
+
+
 def _text_cells(table: pd.DataFrame, change: Any) -> pd.DataFrame:
-    """``table`` with ``change`` applied to its column names and the cells of its text columns."""
+    """``table`` with ``change`` applied to its column names and the cells of its text columns.
+
+    ``change`` is called only on cells whose first character it could change
+    (a vectorised test), not once per cell of a large table.
+    """
     table = table.copy()
     for k in range(table.shape[1]):
-        if _is_text(table.iloc[:, k]):
-            table.isetitem(k, table.iloc[:, k].map(change))
+        column = table.iloc[:, k]
+        if not _is_text(column):
+            continue
+        try:
+            candidates = column.str[:1].isin(_CHANGED_FIRST).to_numpy()
+        except AttributeError:  # an object column without text
+            continue
+        if candidates.any():
+            column = column.copy()
+            column[candidates] = column[candidates].map(change)
+            table.isetitem(k, column)
     table.columns = [change(c) for c in table.columns]
     return table
 
@@ -317,9 +334,18 @@ def _line_end(table: pd.DataFrame) -> str:
     pandas quotes a cell only when it holds a character of the line end; a
     lone ``\\r`` left unquoted would split the row when read back.
     """
-    cells = [table.iloc[:, k] for k in range(table.shape[1]) if _is_text(table.iloc[:, k])]
-    has_cr = any(s.map(lambda v: isinstance(v, str) and "\r" in v).any() for s in cells)
+    has_cr = any(_holds(table.iloc[:, k], "\r") for k in range(table.shape[1]))
     return "\r\n" if has_cr or any("\r" in str(c) for c in table.columns) else "\n"
+
+
+def _holds(column: pd.Series, text: str) -> bool:
+    """Whether a text cell of ``column`` contains ``text`` (False for non-text columns)."""
+    if not _is_text(column):
+        return False
+    try:
+        return bool(column.str.contains(text, regex=False, na=False).any())
+    except AttributeError:  # an object column without text
+        return False
 
 
 def _record_lines(text: str, sep: str, n_rows: int) -> np.ndarray:
