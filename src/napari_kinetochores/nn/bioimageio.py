@@ -52,7 +52,7 @@ from napari_kinetochores.nn.checkpoint import (
     check_model_config,
     load_checkpoint,
 )
-from napari_kinetochores.nn.model import ModelConfig, build_model
+from napari_kinetochores.nn.model import ModelConfig, architecture_kwargs, build_model
 
 CONFIG_KEY = "napari-kinetochores"
 """Key of our detection defaults in the rdf's ``config``."""
@@ -291,7 +291,7 @@ def _weights_description(v05, config: ModelConfig, folder: Path):
     architecture = v05.ArchitectureFromFileDescr(
         source=folder / ARCHITECTURE_FILE,
         callable=ARCHITECTURE_CALLABLE,
-        kwargs=_architecture_kwargs(config),
+        kwargs=architecture_kwargs(config),
     )
     return v05.WeightsDescr(
         pytorch_state_dict=v05.PytorchStateDictWeightsDescr(
@@ -307,19 +307,6 @@ def _weights_description(v05, config: ModelConfig, folder: Path):
             comment="traced from the pytorch_state_dict weights by napari-kinetochores",
         ),
     )
-
-
-def _architecture_kwargs(config: ModelConfig) -> dict:
-    return {
-        "architecture": config.architecture,
-        "in_channels": config.in_channels,
-        "out_channels": config.out_channels,
-        "f_maps": config.f_maps,
-        "num_levels": config.num_levels,
-        "layer_order": config.layer_order,
-        "num_groups": config.num_groups,
-        "pool_kernels": [list(map(int, k)) for k in config.pool_kernels],
-    }
 
 
 def _info_config(info: ModelInfo) -> dict:

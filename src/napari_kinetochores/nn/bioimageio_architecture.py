@@ -3,10 +3,11 @@
 This file is copied into every package written by
 :func:`napari_kinetochores.nn.bioimageio.export_bioimageio` as its
 ``pytorch_state_dict`` architecture, so it imports only torch and
-pytorch-3dunet. It builds the same network as
-:func:`napari_kinetochores.nn.model.build_model`: pytorch-3dunet's UNet3D or
-ResidualUNet3D with one pooling kernel per level (pytorch-3dunet takes one for
-all levels), which the anisotropic voxels (0.3 µm z, 0.13 µm y/x) need.
+pytorch-3dunet. :func:`napari_kinetochores.nn.model.build_model` builds its
+networks with it too, so a package and the package's own code cannot drift
+apart: pytorch-3dunet's UNet3D or ResidualUNet3D with one pooling kernel per
+level (pytorch-3dunet takes one for all levels), which the anisotropic voxels
+(0.3 µm z, 0.13 µm y/x) need.
 """
 
 from __future__ import annotations

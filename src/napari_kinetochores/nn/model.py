@@ -105,47 +105,37 @@ class ModelConfig:
         return tuple(total)
 
 
+def architecture_kwargs(config: ModelConfig) -> dict:
+    """Arguments of :func:`~napari_kinetochores.nn.bioimageio_architecture.kinetochore_unet`."""
+    return {
+        "architecture": config.architecture,
+        "in_channels": config.in_channels,
+        "out_channels": config.out_channels,
+        "f_maps": config.f_maps,
+        "num_levels": config.num_levels,
+        "layer_order": config.layer_order,
+        "num_groups": config.num_groups,
+        "pool_kernels": [list(map(int, k)) for k in config.pool_kernels],
+    }
+
+
 def build_model(config: ModelConfig):
     """Instantiate the pytorch-3dunet network described by ``config``.
 
     pytorch-3dunet takes one pooling kernel for all levels; the per-level
     kernels are set on its own ``Encoder`` (and, for the residual variant,
-    ``TransposeConvUpsampling``) building blocks after construction.
+    ``TransposeConvUpsampling``) building blocks after construction, by
+    :func:`~napari_kinetochores.nn.bioimageio_architecture.kinetochore_unet`
+    (the same file that bioimage.io packages carry).
 
     Returns
     -------
     torch.nn.Module
         Input (N, in_channels, Z, Y, X), output (N, out_channels, Z, Y, X):
         sigmoid probabilities (or normalised distances) in eval mode; use
-        ``model(x, return_logits=True)`` for the logits.
+        ``model(x, return_logits=True)`` for the logits. Returned in train mode.
     """
-    from pytorch3dunet.unet3d import model as unet_models
-    from pytorch3dunet.unet3d.buildingblocks import TransposeConvUpsampling
-    from torch import nn
+    from napari_kinetochores.nn.bioimageio_architecture import kinetochore_unet
 
     config.validate()
-    cls = getattr(unet_models, config.architecture)
-    network = cls(
-        in_channels=config.in_channels,
-        out_channels=config.out_channels,
-        final_sigmoid=True,
-        f_maps=config.f_maps,
-        layer_order=config.layer_order,
-        num_groups=config.num_groups,
-        num_levels=config.num_levels,
-        is_segmentation=True,
-        dropout_prob=0.0,
-    )
-    f_maps = [config.f_maps * 2**k for k in range(config.num_levels)]
-    for level, kernel in enumerate(config.pool_kernels, start=1):
-        encoder = network.encoders[level]
-        if isinstance(encoder.pooling, nn.AvgPool3d):
-            encoder.pooling = nn.AvgPool3d(kernel_size=tuple(kernel))
-        else:
-            encoder.pooling = nn.MaxPool3d(kernel_size=tuple(kernel))
-        decoder = network.decoders[config.num_levels - 1 - level]
-        if isinstance(decoder.upsampling, TransposeConvUpsampling):
-            decoder.upsampling = TransposeConvUpsampling(
-                f_maps[level], f_maps[level - 1], kernel_size=3, scale_factor=tuple(kernel)
-            )
-    return network
+    return kinetochore_unet(**architecture_kwargs(config)).train()
