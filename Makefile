@@ -97,7 +97,7 @@ $(PEERS_VENV)/.stamp-peers: benchmarks/peers/requirements.txt pyproject.toml
 peers-env: $(PEERS_VENV)/.stamp-peers
 
 $(SPOTIFLOW_MODEL)/config.yaml: | $(PEERS_VENV)/.stamp-peers
-	nice -n 19 $(PEERS_PY) -m benchmarks.peers.train_spotiflow --output $(SPOTIFLOW_MODEL) --minutes 20
+	nice -n 19 $(PEERS_PY) -m benchmarks.peers.train_spotiflow --output $(SPOTIFLOW_MODEL)
 
 bench-peers: install peers-env $(SPOTIFLOW_MODEL)/config.yaml
 	nice -n 19 $(PEERS_PY) -m benchmarks.peers.run_peers --quick --spotiflow-model $(SPOTIFLOW_MODEL)

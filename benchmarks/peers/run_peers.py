@@ -34,6 +34,7 @@ Real data
 Usage (from the repository root)::
 
     .venv-peers/bin/python -m benchmarks.peers.run_peers [--quick | --full] [--models NAME=PATH ...]
+        [--spotiflow-model runs/spotiflow] [--stardist-model runs/stardist_budget]
 """
 
 from __future__ import annotations
@@ -617,6 +618,8 @@ def method_specs(args) -> dict:
                 "python": project_python,
                 "env": "project .venv (extra [stardist])",
             }
+            if args.stardist_model:  # e.g. the equal-budget run of configs/stardist_budget.yaml
+                specs["stardist"]["model"] = str(args.stardist_model)
         else:
             print(
                 "  StarDist skipped: the project .venv lacks the extra or the bundled model",
@@ -731,6 +734,12 @@ def main() -> int:
     )
     parser.add_argument("--project-python", type=Path, default=REPO / ".venv" / "bin" / "python")
     parser.add_argument("--spotiflow-model", type=Path, default=REPO / "runs" / "spotiflow")
+    parser.add_argument(
+        "--stardist-model",
+        type=Path,
+        default=None,
+        help="StarDist model folder (default: the bundled stardist_default)",
+    )
     parser.add_argument(
         "--repeats", type=int, default=3, help="timed runs per method and size (median)"
     )
