@@ -152,7 +152,7 @@ def test_snap_keeps_clicks_off_existing_points_and_the_view_follows_z(make_napar
 
 
 def test_next_uncertain_key_shows_the_spots_nearest_the_threshold_centred(
-    make_napari_viewer, tmp_path
+    make_napari_viewer, qtbot, tmp_path
 ):
     from napari_kinetochores._widgets.correct import CorrectWidget
 
@@ -178,8 +178,11 @@ def test_next_uncertain_key_shows_the_spots_nearest_the_threshold_centred(
     widget.autosave.value = tmp_path / "corrections.csv"
     widget.start_button.changed.emit(True)
 
-    press(layer, "N")  # the detection scoring 0.33 first: selected, in its frame and z slice
-    point = layer.data[5]
+    press(layer, "N")  # candidates are found in a worker, then the detection scoring 0.33 first
+    assert widget._review_worker is not None and "finding candidate" in widget.status.value
+    press(layer, "N")  # pressed again while it runs: only a progress line, nothing skipped
+    qtbot.waitUntil(lambda: widget._review_worker is None, timeout=30_000)
+    point = layer.data[5]  # selected, in its frame and z slice
     assert layer.selected_data == {5}
     assert viewer.dims.point[0] == point[0]
     assert viewer.dims.point[1] == pytest.approx(point[1] * VOXEL[0], abs=VOXEL[0] / 2)
@@ -197,3 +200,29 @@ def test_next_uncertain_key_shows_the_spots_nearest_the_threshold_centred(
     assert len(marks.data) == 0 and len(layer.selected_data) == 1
     widget.stop_button.changed.emit(True)
     assert "review: detections" not in viewer.layers
+
+
+def test_stop_while_candidate_spots_are_searched_drops_the_search(
+    make_napari_viewer, qtbot, tmp_path
+):
+    from napari_kinetochores._widgets.correct import CorrectWidget
+
+    viewer = make_napari_viewer()
+    egfp = add_sample(viewer, reference=False)[0]
+    layer = detections_layer(viewer, read_points(SAMPLE_GT, voxel_size_um=VOXEL))
+    layer.features = pd.DataFrame({"score": np.full(len(layer.data), 0.9), "status": "auto"})
+    viewer.add_image(np.zeros(egfp.data.shape, np.float32), name="map", scale=egfp.scale)
+    widget = CorrectWidget(viewer)
+    widget.points.value, widget.image.value = layer, egfp
+    widget.score_map.value = viewer.layers["map"]
+    widget.review_threshold.value = 0.3
+    widget.autosave.value = tmp_path / "corrections.csv"
+    widget.start_button.changed.emit(True)
+    press(layer, "N")
+    worker = widget._review_worker
+    assert worker is not None
+    widget.stop_button.changed.emit(True)
+    assert widget._review_worker is None and widget._review_progress is None
+    qtbot.waitUntil(lambda: not worker.is_running, timeout=30_000)
+    assert widget.session.review_threshold is None  # the search's result was dropped
+    assert layer.selected_data == set() and "stopped correcting" in widget.status.value

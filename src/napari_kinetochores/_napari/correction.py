@@ -369,37 +369,42 @@ class CorrectionSession:
 
         Spots already handed out stay reviewed.
         """
-        from napari_kinetochores.analysis.review import candidate_spots, default_threshold
+        from napari_kinetochores.analysis.review import default_threshold, iter_movie_candidates
 
         threshold = default_threshold() if threshold is None else float(threshold)
-        points, scores = [np.zeros((0, self.ndim))], [np.zeros(0)]
         if score_map is not None:
-            if len(score_map.shape) != self.ndim:
-                raise InputError(
-                    f"the score map has {len(score_map.shape)} dimensions but the points have "
-                    f"{self.ndim}; choose the score map of this movie"
+            self.check_score_map(score_map)
+            found = list(
+                iter_movie_candidates(
+                    score_map, self.voxel_size_um, threshold, floor, self.covered()
                 )
-            covered = self._covered()
-            for t in range(score_map.shape[0]) if self.ndim == 4 else [None]:
-                frame = score_map if t is None else score_map[t]
-                existing = covered if t is None else covered[np.round(covered[:, 0]) == t]
-                coords, found = candidate_spots(
-                    np.asarray(frame, dtype=np.float32),
-                    self.voxel_size_um,
-                    threshold,
-                    floor,
-                    existing_zyx=existing[:, -3:],
-                )
-                if t is not None:
-                    coords = np.column_stack([np.full(len(coords), float(t)), coords])
-                points.append(coords)
-                scores.append(found)
-        self.review_threshold = threshold
-        self.candidates = np.concatenate(points)
-        self.candidate_scores = np.concatenate(scores)
+            )
+        else:
+            found = []
+        return self.set_review(threshold, found)
+
+    def check_score_map(self, score_map: Any) -> None:
+        """Raise :class:`InputError` unless the score map has the points' axes."""
+        if len(score_map.shape) != self.ndim:
+            raise InputError(
+                f"the score map has {len(score_map.shape)} dimensions but the points have "
+                f"{self.ndim}; choose the score map of this movie"
+            )
+
+    def set_review(
+        self, threshold: float, candidates: Sequence[tuple[np.ndarray, np.ndarray]]
+    ) -> int:
+        """Review with ``threshold`` and these candidate spots (``(coords, scores)`` per frame,
+        as :func:`~napari_kinetochores.analysis.review.iter_movie_candidates` yields them);
+        returns their number. Spots already handed out stay reviewed."""
+        self.review_threshold = float(threshold)
+        self.candidates = np.concatenate(
+            [np.zeros((0, self.ndim))] + [np.reshape(c, (-1, self.ndim)) for c, _ in candidates]
+        )
+        self.candidate_scores = np.concatenate([np.zeros(0)] + [s for _, s in candidates])
         return len(self.candidates)
 
-    def _covered(self) -> np.ndarray:
+    def covered(self) -> np.ndarray:
         """The live and the deleted points (N, ndim): a candidate near one is its spot."""
         deleted = np.zeros((0, self.ndim))
         if len(self.deleted):
@@ -426,7 +431,7 @@ class CorrectionSession:
             errors="coerce",
         ).to_numpy(float)
         open_candidates = ~near_any(
-            self.candidates, self._covered(), self.voxel_size_um, CANDIDATE_COVER_UM
+            self.candidates, self.covered(), self.voxel_size_um, CANDIDATE_COVER_UM
         )
         points = np.concatenate([self.data, self.candidates])
         scores = np.concatenate(

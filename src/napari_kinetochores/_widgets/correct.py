@@ -19,7 +19,9 @@ correcting, every change to the chosen Points layer is recorded:
   detection (selected; delete it if it is no kinetochore) or a candidate spot
   below the threshold from the chosen score map (a white square; add a point
   there if it is one). Spots corrected by hand or already shown are skipped
-  (:meth:`~napari_kinetochores._napari.correction.CorrectionSession.next_uncertain`);
+  (:meth:`~napari_kinetochores._napari.correction.CorrectionSession.next_uncertain`).
+  The first ``N`` finds the candidate spots in a worker thread, with a
+  progress bar (``N`` again while it runs only reports its progress);
 - every change is written at once (atomically) to a CSV beside the image, and
   starting again on the same layer restores it.
 
@@ -30,12 +32,15 @@ points.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from magicgui.widgets import CheckBox, Container, FileEdit, FloatSpinBox, Label, PushButton
+from napari.qt.threading import thread_worker
+from napari.utils import progress
 from qtpy.QtCore import QTimer
 
 from napari_kinetochores._napari.correction import CorrectionSession, ReviewItem, snap_click
@@ -60,6 +65,36 @@ KEYS = {
 }
 #: Quiet time (ms) after a drag before a move is recorded and saved.
 MOVE_SETTLE_MS = 150
+
+
+@thread_worker
+def review_worker(
+    score_map: Any,
+    voxel_size_um: tuple[float, float, float],
+    threshold: float | None,
+    covered: np.ndarray,
+) -> Iterator[tuple[int, int]]:
+    """Find the candidate spots of a score map; yield (frames done, frames) after each frame.
+
+    Returns ``{"result": (threshold, candidates)}`` (``candidates`` as
+    :meth:`CorrectionSession.set_review` takes them) or ``{"error": …}``
+    (wrapped: the worker would re-raise a returned exception). A ``threshold``
+    of None loads the bundled default model's.
+    """
+    from napari_kinetochores.analysis.review import default_threshold, iter_movie_candidates
+
+    try:
+        threshold = default_threshold() if threshold is None else float(threshold)
+        found: list[tuple[np.ndarray, np.ndarray]] = []
+        if score_map is not None:
+            frames = score_map.shape[0] if len(score_map.shape) == 4 else 1
+            steps = iter_movie_candidates(score_map, voxel_size_um, threshold, existing=covered)
+            for step in steps:
+                found.append(step)
+                yield len(found), frames
+        return {"result": (threshold, found)}
+    except Exception as error:  # reported by the widget as a notification
+        return {"error": error}
 
 
 def default_autosave_path(points: Any, image: Any) -> Path:
@@ -158,6 +193,8 @@ class CorrectWidget(KinetochoreWidget):
         self.session: CorrectionSession | None = None
         self._candidate_layer: Any = None
         self._review_stale = True
+        self._review_worker: Any = None
+        self._review_progress: Any = None
         self._pending_removal: list[int] = []
         self._suspended = False
         self._settle = QTimer(self)
@@ -254,6 +291,7 @@ class CorrectWidget(KinetochoreWidget):
             self.layer.bind_key(key, None, overwrite=True)
         self.set_status(f"stopped correcting {self.layer.name!r}; saved in {self.path}")
         self.layer = None
+        self._end_review_search()
         if self._candidate_layer is not None and self._candidate_layer in self.viewer.layers:
             self.viewer.layers.remove(self._candidate_layer)
         self._candidate_layer = None
@@ -418,12 +456,23 @@ class CorrectWidget(KinetochoreWidget):
     # ------------------------------------------------------------------ review by uncertainty
 
     def next_uncertain(self) -> None:
-        """Show the next spot to review (score nearest the threshold), centred in its z slice."""
+        """Show the next spot to review (score nearest the threshold), centred in its z slice.
+
+        The first call (and the first after the score map or threshold
+        changed) finds the candidate spots in a worker, then shows the spot.
+        """
         if self.layer is None:
             raise InputError("press Start correcting first")
         self._flush_move()
+        if self._review_worker is not None:
+            self.set_status("still finding candidate spots in the score map…")
+            return
         if self._review_stale or self.session.review_threshold is None:
             self._start_review()
+            return
+        self._show_next()
+
+    def _show_next(self) -> None:
         item = self.session.next_uncertain()
         if item is None:
             self._show_candidate(None)
@@ -448,12 +497,42 @@ class CorrectWidget(KinetochoreWidget):
         )
 
     def _start_review(self) -> None:
+        """Find the candidate spots in a worker; :meth:`_review_ready` then shows the first spot."""
         score = self.score_map.value
         if score is not None:
             check_same_scale(self.layer, score)
+            self.session.check_score_map(score.data)
         threshold = float(self.review_threshold.value) or None
-        found = self.session.start_review(threshold, None if score is None else score.data)
+        data = None if score is None else score.data
+        frames = 1 if data is None or len(data.shape) == 3 else data.shape[0]
+        self._review_progress = progress(total=frames, desc="Finding candidate spots")
+        self._review_stale = True  # until _review_ready installs the result
+        worker = review_worker(data, self.session.voxel_size_um, threshold, self.session.covered())
+        worker.yielded.connect(self._review_step)
+        worker.returned.connect(self._review_ready)
+        worker.finished.connect(self._end_review_search)
+        self._review_worker = worker
+        self.set_status("finding candidate spots in the score map…")
+        worker.start()
+
+    def _review_step(self, step: tuple[int, int]) -> None:
+        if not self._review_stale:  # a step delivered after the result: the search is over
+            return
+        done, frames = step
+        self.set_status(f"finding candidate spots: frame {done} of {frames}…")
+        if self._review_progress is not None:  # its update may run the event loop: last
+            self._review_progress.update(1)
+
+    def _review_ready(self, outcome: dict) -> None:
+        if self.layer is None or self.session is None:  # stopped meanwhile
+            return
+        if "error" in outcome:
+            self.fail(outcome["error"], "Next uncertain")
+            return
+        threshold, candidates = outcome["result"]
+        found = self.session.set_review(threshold, candidates)
         self._review_stale = False
+        score = self.score_map.value
         if score is None:
             show_info(
                 "no score map chosen: only the detections' scores are reviewed (Detect with "
@@ -461,6 +540,16 @@ class CorrectWidget(KinetochoreWidget):
             )
         else:
             show_info(f"{found} candidate spot(s) below the threshold in {score.name!r}")
+        self.guarded("Next uncertain", self._show_next)()
+
+    def _end_review_search(self) -> None:
+        """Close the progress bar; stop a search still running (Stop pressed)."""
+        if self._review_worker is not None:
+            self._review_worker.quit()
+            self._review_worker = None
+        if self._review_progress is not None:
+            self._review_progress.close()
+            self._review_progress = None
 
     def _go_to(self, point: np.ndarray) -> None:
         """Move the frame and z slice to a point of the layer and centre the camera on it."""

@@ -7,7 +7,7 @@ user's clicks where the model can be wrong.
 
 - :func:`candidate_spots`: the peaks of a score map above a floor (a third
   of the threshold) that no point already covers: spots the detector left
-  out;
+  out; :func:`iter_movie_candidates` does it frame by frame for a movie;
 - :func:`review_order`: spots ranked by ``|score - threshold|``, nearest
   first, skipping the ones already reviewed;
 - :func:`near_any`: which points lie within a distance (µm) of others in the
@@ -20,13 +20,20 @@ order: ``benchmarks/bench_review.py`` (docs/benchmarks.md).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
 from napari_kinetochores.errors import InputError
 
-__all__ = ["FLOOR_FRACTION", "candidate_spots", "default_threshold", "near_any", "review_order"]
+__all__ = [
+    "FLOOR_FRACTION",
+    "candidate_spots",
+    "default_threshold",
+    "iter_movie_candidates",
+    "near_any",
+    "review_order",
+]
 
 FLOOR_FRACTION = 1.0 / 3.0
 """Candidate spots score above this fraction of the threshold (the default floor)."""
@@ -204,6 +211,63 @@ def candidate_spots(
     )
     keep = ~near_any(coords, existing_zyx, voxel_size_um, min_distance_um)
     return coords[keep], scores[keep]
+
+
+def iter_movie_candidates(
+    score_map: np.ndarray,
+    voxel_size_um: Sequence[float],
+    threshold: float,
+    floor: float | None = None,
+    existing: np.ndarray | None = None,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """:func:`candidate_spots` of every frame of a score map, one frame per step.
+
+    One step per frame lets a caller show progress and stop between frames
+    (the Correct labels widget runs it in a worker thread).
+
+    Parameters
+    ----------
+    score_map : (Z, Y, X) or (T, Z, Y, X) array
+        The score map (numpy or dask; a frame is read at its step).
+    voxel_size_um, threshold, floor
+        As for :func:`candidate_spots`.
+    existing : (M, ndim) array, optional
+        Points already there, with the score map's axes (t, z, y, x or z, y, x),
+        in voxels.
+
+    Yields
+    ------
+    coords : (K, ndim) float array
+        The frame's candidates with the score map's axes (t first for a movie).
+    scores : (K,) float array
+
+    Examples
+    --------
+    >>> score = np.zeros((2, 9, 30, 30), np.float32)
+    >>> score[0, 4, 10, 10], score[1, 4, 20, 20] = 0.9, 0.25
+    >>> steps = list(iter_movie_candidates(score, (0.3, 0.13, 0.13), 0.3,
+    ...                                    existing=np.array([[0, 4.0, 10.0, 10.0]])))
+    >>> [coords.tolist() for coords, _ in steps]
+    [[], [[1.0, 4.0, 20.0, 20.0]]]
+    """
+    ndim = len(score_map.shape)
+    if ndim not in (3, 4):
+        raise InputError(f"a score map must be (Z, Y, X) or (T, Z, Y, X), got {ndim} dimensions")
+    existing = np.zeros((0, ndim)) if existing is None else np.asarray(existing, float)
+    existing = existing.reshape(-1, ndim)
+    for t in range(score_map.shape[0]) if ndim == 4 else [None]:
+        frame = score_map if t is None else score_map[t]
+        covering = existing if t is None else existing[np.round(existing[:, 0]) == t]
+        coords, scores = candidate_spots(
+            np.asarray(frame, dtype=np.float32),
+            voxel_size_um,
+            threshold,
+            floor,
+            existing_zyx=covering[:, -3:],
+        )
+        if t is not None:
+            coords = np.column_stack([np.full(len(coords), float(t)), coords])
+        yield coords.reshape(-1, ndim), scores
 
 
 def default_threshold(model: str | None = None) -> float:
