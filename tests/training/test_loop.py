@@ -52,6 +52,17 @@ def test_trainer_keeps_the_best_and_logs_every_epoch(tmp_path, capsys):
     assert capsys.readouterr().out.count("val F1") == 3
 
 
+def test_equal_f1_keeps_the_first_epoch_unless_later_ties_are_kept(tmp_path):
+    for keep_later, saved in ((False, [True, False, False]), (True, [True, True, False])):
+        backend = Counting([0.6, 0.6, 0.4])
+        (tmp_path / str(keep_later)).mkdir()
+        trainer = Trainer(backend, epochs=3, output_dir=tmp_path / str(keep_later), progress=False)
+        trainer.keep_later_ties = keep_later
+        trainer.run()
+        assert [call[2] for call in backend.calls if call[0] == "save"] == saved
+        assert trainer.best_f1 == 0.6
+
+
 def test_cancel_validates_the_epoch_then_stops_without_refreshing(tmp_path):
     backend = Counting([0.5, 0.7])
     polls = []

@@ -19,6 +19,11 @@ Rules
 - **Threshold**: re-chosen on that validation every epoch (the grid of
   :data:`RECIPE`); the starting model is validated first, so the file written
   is never worse on the validation than the model it started from.
+- **Best checkpoint**: the highest validation F1; a later epoch with the same
+  F1 replaces it. A user's validation is small (a block of about 20 spots
+  moves F1 in steps of about 0.025), so ties are common, and the later model
+  has trained longer without losing a validation spot (the first of equal
+  epochs could end a run early: docs/benchmarks.md, fine-tuning).
 - **Recipe** (:data:`RECIPE`): the GaussianDice loss with the annealed kernel,
   learning rate, patch shape, batch size and spot bias of
   ``configs/default_gaussian_dice.yaml``, with the training pipeline's
@@ -238,6 +243,7 @@ def finetune(
     )
     trainer.log_path = Path(output).with_suffix(".log.csv")
     trainer.log_path.unlink(missing_ok=True)
+    trainer.keep_later_ties = True
     initial = run.validate()
     trainer.keep_best(initial)
     run.initial = initial

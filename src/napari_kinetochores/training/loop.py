@@ -133,6 +133,8 @@ class Trainer:
         self.validated_on = validated_on
         self.epochs_run = state.start_epoch
         self.stop_requested = False
+        #: A later epoch with the same validation F1 replaces the best one (fine-tuning's rule).
+        self.keep_later_ties = False
         self.started = time.monotonic() if started is None else started
 
     @property
@@ -186,8 +188,12 @@ class Trainer:
         return row
 
     def keep_best(self, metrics: dict) -> bool:
-        """Remember the best validation F1 and its threshold; True when this epoch improved it."""
-        if metrics["f1"] <= self.best_f1:
+        """Remember the best validation F1 and its threshold; True when this epoch improved it.
+
+        With :attr:`keep_later_ties`, an equal F1 counts as an improvement too.
+        """
+        tie = metrics["f1"] == self.best_f1
+        if metrics["f1"] < self.best_f1 or (tie and not self.keep_later_ties):
             return False
         self.best_f1, self.best_threshold = metrics["f1"], metrics["threshold"]
         return True
