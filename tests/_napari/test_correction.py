@@ -180,3 +180,36 @@ def test_next_uncertain_hands_out_detections_and_candidates_nearest_the_threshol
     assert session.review_threshold is None and len(session.reviewed_points) == 0
     with pytest.raises(InputError, match="dimensions"):
         session.start_review(0.3, score_map[0])
+
+
+def test_reviewed_spots_are_remembered_by_a_restored_session(tmp_path):
+    data = np.array([[0, 5, 10, 10], [0, 5, 30, 30], [1, 5, 10, 10.0]])
+    features = pd.DataFrame({"score": [0.31, 0.5, 0.9]})
+    session = CorrectionSession(tmp_path / "review.csv", VOXEL, 4)
+    session.begin(data, features)
+    session.start_review(0.3)
+    assert session.next_uncertain().row == 0 and session.next_uncertain().row == 1
+    assert session.review_path.is_file()
+
+    again = CorrectionSession(tmp_path / "review.csv", VOXEL, 4)
+    assert "2 spot(s) already reviewed" in again.begin(data, features)
+    again.start_review(0.3)
+    item = again.next_uncertain()
+    assert (item.row, item.remaining) == (2, 0) and again.next_uncertain() is None
+
+    # a session that does not restore starts the review over, and forgets the old file
+    fresh = CorrectionSession(tmp_path / "review.csv", VOXEL, 4)
+    fresh.begin(data, features, restore=False)
+    assert not fresh.review_path.is_file()
+    fresh.start_review(0.3)
+    assert fresh.next_uncertain().row == 0
+
+    # a damaged file costs the memory of the review, not the corrections
+    fresh.review_path.write_text("{not json")
+    damaged = CorrectionSession(tmp_path / "review.csv", VOXEL, 4)
+    assert "unreadable" in damaged.begin(data, features)
+    assert len(damaged.reviewed_points) == 0 and len(damaged.data) == 3
+    # another voxel size: these are other points
+    fresh.save()
+    other = CorrectionSession(tmp_path / "review.csv", (0.5, 0.2, 0.2), 4)
+    assert "other points" in other.begin(data, features)

@@ -12,7 +12,9 @@ classes and its Qt widget only forwards:
   undo stack, and writes every change at once (atomically) to a CSV that a
   new session restores; its :meth:`~CorrectionSession.next_uncertain` hands
   out the detections and candidate spots in review order, the score nearest
-  the threshold first (:mod:`napari_kinetochores.analysis.review`).
+  the threshold first (:mod:`napari_kinetochores.analysis.review`), and
+  remembers the spots already handed out in ``<autosave>.review.json``, so a
+  restored session does not offer them again.
 """
 
 from __future__ import annotations
@@ -239,9 +241,51 @@ class CorrectionSession:
             message = f"restored {len(live)} points ({changed} corrections) from {self.path.name}"
         self.undo_stack = []
         self._reset_review()
+        if message:
+            message += self._restore_reviewed()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.save()
         return message
+
+    @property
+    def review_path(self) -> Path:
+        """The file that remembers the spots already reviewed (beside the autosave CSV)."""
+        return self.path.with_name(self.path.stem + ".review.json")
+
+    def _restore_reviewed(self) -> str:
+        """Read :attr:`review_path` into ``reviewed_points``; a line for the restore message."""
+        import json
+
+        if not self.review_path.is_file():
+            return ""
+        try:
+            stored = json.loads(self.review_path.read_text())
+            points = np.asarray(stored["reviewed"], dtype=float).reshape(-1, self.ndim)
+            same_voxels = np.allclose(stored["voxel_size_um"], self.voxel_size_um, rtol=1e-6)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            return f"; {self.review_path.name} is unreadable ({error}), the review starts over"
+        if not same_voxels or not np.all(np.isfinite(points)):
+            return f"; {self.review_path.name} belongs to other points, the review starts over"
+        self.reviewed_points = points
+        return f"; {len(points)} spot(s) already reviewed"
+
+    def _save_reviewed(self) -> None:
+        """Write :attr:`review_path` (atomically), or remove it when nothing was reviewed."""
+        import json
+
+        from napari_kinetochores.io.atomic import atomic_output
+
+        if not len(self.reviewed_points):
+            self.review_path.unlink(missing_ok=True)
+            return
+        stored = {
+            "format_version": 1,
+            "points_file": self.path.name,
+            "voxel_size_um": list(self.voxel_size_um),
+            "reviewed": self.reviewed_points.tolist(),
+        }
+        with atomic_output(self.review_path) as tmp:
+            tmp.write_text(json.dumps(stored))
 
     def _set_table(self, table: pd.DataFrame) -> None:
         from napari_kinetochores._napari.io import table_to_layer_data
@@ -447,6 +491,7 @@ class CorrectionSession:
             return None
         k = int(order[0])
         self.reviewed_points = np.concatenate([self.reviewed_points, points[k : k + 1]])
+        self._save_reviewed()
         return ReviewItem(
             points[k].copy(),
             float(scores[k]),
@@ -481,6 +526,7 @@ class CorrectionSession:
         from napari_kinetochores.io import write_points
 
         write_points(self.path, self.table(), self.voxel_size_um)
+        self._save_reviewed()
         self.saved_at = time.time()
         return self.path
 
