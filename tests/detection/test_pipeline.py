@@ -164,3 +164,15 @@ def test_every_method_reads_its_frames_through_the_check(tmp_path, method):
     options = DetectionOptions(method=method, model=model, threshold=0.5)
     with pytest.raises(InputError, match="holes.npy: frame 2, channel 0 holds 1 NaN"):
         detect_movie(volume, options, frames=[2], progress=False)
+
+
+def test_resampling_still_warns_about_an_axis_coarser_than_the_model():
+    options = DetectionOptions(resample_to_model=True)
+    detector = get_detector(options)
+    fine_xy_coarse_z = volume_from_array(np.zeros((1, 1, 8, 32, 32), np.float32), (0.5, 0.08, 0.08))
+    with pytest.warns(UserWarning, match=r"voxel size \(0.5, 0.13, 0.13\) µm is far from"):
+        detector.check_input(fine_xy_coarse_z)
+    finer_only = volume_from_array(np.zeros((1, 1, 8, 32, 32), np.float32), (0.2, 0.08, 0.08))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        detector.check_input(finer_only)  # every axis is resampled to the model's: no warning

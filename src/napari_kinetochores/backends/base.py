@@ -102,10 +102,21 @@ def where(volume) -> str:
     return "" if path is None else f"{path}: "
 
 
-def check_voxel_size(volume, model_voxel_size_um: Sequence[float], what: str) -> None:
-    """Warn when the movie's voxel size is far from the one ``what`` was made for."""
+def check_voxel_size(
+    volume,
+    model_voxel_size_um: Sequence[float],
+    what: str,
+    read_voxel_size_um: Sequence[float] | None = None,
+) -> None:
+    """Warn when the movie's voxel size is far from the one ``what`` was made for.
+
+    ``read_voxel_size_um``: the voxel size the detector reads, when it
+    resamples the movie first (default: the movie's own).
+    """
     trained = np.asarray(model_voxel_size_um, float)
-    given = np.asarray(volume.voxel_size_um, float)
+    given = np.asarray(
+        volume.voxel_size_um if read_voxel_size_um is None else read_voxel_size_um, float
+    )
     ratio = given / trained
     if np.any(np.abs(ratio - 1) > VOXEL_SIZE_TOLERANCE):
         factors = ", ".join(f"{r:.2f}" for r in ratio)

@@ -195,8 +195,10 @@ class UNetDetector:
                 f"{volume.n_channels} channel(s)",
                 volume.path,
             )
-        if self.resampling(volume) is None:  # None when resampling is off
-            check_voxel_size(volume, self.info.voxel_size_um, "model's training voxel size")
+        zoom = self.resampling(volume)  # None: resampling off, or no axis finer than the model's
+        read = None if zoom is None else np.asarray(volume.voxel_size_um, float) / zoom
+        # resampling makes the finer axes the model's; a coarser one is still read as it is
+        check_voxel_size(volume, self.info.voxel_size_um, "model's training voxel size", read)
 
     def map_channels(self, n_channels: int, options) -> tuple[list[int], str]:
         """Movie channel of each output channel of the network, and what the map holds."""
