@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_kinetochores.errors import InputError
-from napari_kinetochores.nn.model import ARCHITECTURES, TARGETS, ModelConfig, build_model
+from napari_kinetochores.nn.model import ModelConfig, build_model
 
 FORMAT = "napari-kinetochores-checkpoint"
 FORMAT_VERSION = 1
@@ -247,12 +247,7 @@ def check_model_config(values: dict, path: str | Path | None = None) -> ModelCon
         _pool_kernels(values["pool_kernels"], path)
     if "layer_order" in values:
         _layer_order(values["layer_order"], path)
-    for name, choices in (("architecture", ARCHITECTURES), ("target", TARGETS)):
-        if name in values and values[name] not in choices:
-            raise InputError(
-                f"model_config.{name} must be one of {choices}, got {values[name]!r}", path
-            )
-    try:
+    try:  # ModelConfig.validate checks the architecture, target and the fields' agreement
         config = ModelConfig.from_dict(dict(values))
     except (InputError, TypeError) as error:
         raise InputError(f"invalid model_config: {error}", path) from None
