@@ -635,13 +635,7 @@ def _finish(
     user_voxel: tuple[float, float, float] | None,
 ) -> Volume:
     """Normalise what a reader found into a checked :class:`Volume`."""
-    data, file_axes = _tczyx_data(raw, path, user_axes)
-    if user_axes is not None:
-        origin = "given"
-    elif raw.axes is None or set(raw.axes) & {"Q", "I"}:
-        origin = "guessed"
-    else:
-        origin = "metadata"
+    data, file_axes, origin = _tczyx_data(raw, path, user_axes)
     _check_axes_sense(tuple(int(s) for s in data.shape), file_axes, path, origin)
     _check_values(data, path)
     if user_voxel is not None:
@@ -663,21 +657,22 @@ def _finish(
     )
 
 
-def _tczyx_data(raw: RawVolume, path: Path, user_axes: str | None) -> tuple[Any, str]:
-    """The data as TCZYX (dask: one frame per chunk) and the axes it was read with."""
+def _tczyx_data(raw: RawVolume, path: Path, user_axes: str | None) -> tuple[Any, str, str]:
+    """The data as TCZYX (dask: one frame per chunk), the axes it was read with and
+    where they came from (``"given"``, ``"metadata"`` or ``"guessed"``)."""
     shape = tuple(int(s) for s in raw.data.shape)
     _check_ndim(shape, path)
     if user_axes is not None:
-        file_axes = user_axes
+        file_axes, origin = user_axes, "given"
+    elif raw.axes is None or set(raw.axes) & {"Q", "I"}:  # no axis metadata
+        file_axes, origin = _guess_axes(len(shape), shape, path), "guessed"
     else:
-        file_axes = raw.axes
-        if file_axes is None or set(file_axes) & {"Q", "I"}:
-            file_axes = _guess_axes(len(shape), shape, path)
+        file_axes, origin = raw.axes, "metadata"
     data = to_tczyx(raw.data, file_axes, path=path)
     if hasattr(data, "chunks") and hasattr(data, "rechunk"):
         if any(c > 1 for c in data.chunks[0]):
             data = data.rechunk({0: 1})
-    return data, file_axes
+    return data, file_axes, origin
 
 
 def _check_values(data: Any, path: Path) -> None:
