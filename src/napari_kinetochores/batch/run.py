@@ -237,7 +237,8 @@ def parts_key(identity: dict, detection_parameters: dict) -> str:
     >>> parts_key({"path": "/a/cell.tif", "size": 1, "mtime_ns": 2}, {"threshold": None})
     'a0ceb4003e4fefd4'
     """
-    text = json.dumps({"input": identity, "parameters": detection_parameters}, sort_keys=True)
+    payload = {"input": identity, "parameters": detection_parameters}
+    text = json.dumps(payload, sort_keys=True, default=str)  # a tuple reads as a list
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -689,7 +690,7 @@ def run_batch(
                 echo(f"warning: {message}")
             shape = probe["shape"]
             identity = input_identity(path)
-            key = parts_key(identity, json.loads(json.dumps(detection_parameters, default=str)))
+            key = parts_key(identity, detection_parameters)
             entry.update(
                 input_identity=identity,
                 parts=f"{PARTS_DIR}/{stem}-{key}",
