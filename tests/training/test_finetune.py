@@ -129,7 +129,13 @@ def test_cli_finetune_then_detect_with_the_model(movie, tmp_path, capsys):
     out = tmp_path / "found.csv"
     detect = ["detect", str(movie_path), "-o", str(out), "--model", str(model), "--quiet"]
     assert main([*detect, "--voxel-size", *voxel]) == 0
-    assert len(read_points(out, voxel_size_um=VOXEL)) > 0
+    found = read_points(out, voxel_size_um=VOXEL)
+    assert len(found) > 0
+    # batch (a Dask worker process) loads the same file and finds the same points
+    batch = ["batch", str(movie_path), "-o", str(tmp_path / "batch"), "--workers", "1"]
+    assert main([*batch, "--model", str(model), "--voxel-size", *voxel, "--quiet"]) == 0
+    in_batch = read_points(tmp_path / "batch" / "movie.csv", voxel_size_um=VOXEL)
+    np.testing.assert_allclose(in_batch[["t", "z", "y", "x"]], found[["t", "z", "y", "x"]])
 
     wrong = [str(v) for v in (0.3, 0.2, 0.2)]
     assert main([*args, "--minutes", "0", "--voxel-size", *wrong]) == 2
