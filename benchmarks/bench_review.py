@@ -341,8 +341,8 @@ def _unoffered_reading(block: dict) -> str:
         + ", ".join(parts)
         + " lie within 0.5 µm of a detection: a neighbour the network marks as one spot with "
         "it (its probability map has one peak for both). The others have no peak of the map "
-        "above the candidate floor (a third of the threshold) within 0.3 µm: faint spots, "
-        "most of them at very low SNR. Neither kind can be offered by any review order; "
+        "above the candidate floor (a third of the threshold) within 0.3 µm: spots the network "
+        "scores low, most of them at very low SNR. No review order can offer either kind; "
         "reaching 0.99 needs a model that separates close neighbours and keeps faint spots."
     )
 
