@@ -471,7 +471,14 @@ def plot(results: dict, path: Path = PLOT) -> Path:
     for ax, (name, domain) in zip(axes[0], domains.items(), strict=True):
         for k, run in domain["runs"].items():
             xs = [p["mark_min"] for p in run["points"]]
-            ax.plot(xs, [p["f1"] for p in run["points"]], "o-", label=f"fine-tuned, {k} frame(s)")
+            color = {"1": "C0", "2": "C1", "4": "C2"}.get(k)  # the same k, the same colour
+            ax.plot(
+                xs,
+                [p["f1"] for p in run["points"]],
+                "o-",
+                color=color,
+                label=f"fine-tuned, {k} frame(s)",
+            )
         ax.axhline(domain["bundled"]["f1"], color="grey", ls="--", label="bundled default")
         ax.axhline(domain["classical"]["f1"], color="grey", ls=":", label="classical")
         ax.axhline(results["target"]["f1"], color="red", lw=0.8, label="target")
