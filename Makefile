@@ -6,7 +6,7 @@
 #   make bench  run every benchmark step (quick set; `make bench BENCH_ARGS=--full` runs the whole grid)
 #   make bench-check  regenerate docs/benchmarks.md's generated sections from benchmarks/results/*.json
 #               into a temporary copy and fail on any difference
-#   make bench-peers  create .venv-peers (Spotiflow, Big-FISH, trackpy, scikit-image), train Spotiflow, run the peer benchmark
+#   make bench-peers  create .venv-peers (Spotiflow, Big-FISH, trackpy, scikit-image), train the equal-budget Spotiflow and StarDist models (about an hour each), run the peer benchmark
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -72,7 +72,8 @@ demo: $(VENV)/.stamp-demo system-deps
 # The benchmarks are a package (benchmarks/), run as modules from the repository root.
 bench: install
 	$(PY) -m benchmarks.run_all --peers-python $(abspath $(PEERS_PY)) \
-		--spotiflow-model $(abspath $(SPOTIFLOW_MODEL)) $(BENCH_ARGS)
+		--spotiflow-model $(abspath $(SPOTIFLOW_MODEL)) \
+		--stardist-model $(abspath $(STARDIST_BENCH_MODEL)) $(BENCH_ARGS)
 
 bench-check: install
 	$(PY) -m benchmarks.report --check
@@ -82,7 +83,9 @@ bench-check: install
 # standard torch build (a large download with CUDA wheels; see docs/benchmarks.md).
 PEERS_VENV ?= .venv-peers
 PEERS_PY := $(PEERS_VENV)/bin/python
-SPOTIFLOW_MODEL ?= runs/spotiflow
+SPOTIFLOW_MODEL ?= runs/spotiflow_budget
+# The equal-budget StarDist benchmark model (configs/stardist_budget.yaml writes it here).
+STARDIST_BENCH_MODEL ?= runs/stardist_budget
 
 $(PEERS_VENV)/.stamp-peers: benchmarks/peers/requirements.txt pyproject.toml
 	@start=$$(date +%s); \
@@ -99,8 +102,14 @@ peers-env: $(PEERS_VENV)/.stamp-peers
 $(SPOTIFLOW_MODEL)/config.yaml: | $(PEERS_VENV)/.stamp-peers
 	nice -n 19 $(PEERS_PY) -m benchmarks.peers.train_spotiflow --output $(SPOTIFLOW_MODEL)
 
-bench-peers: install peers-env $(SPOTIFLOW_MODEL)/config.yaml
-	nice -n 19 $(PEERS_PY) -m benchmarks.peers.run_peers --quick --spotiflow-model $(SPOTIFLOW_MODEL)
+$(STARDIST_BENCH_MODEL)/weights_best.h5: | install
+	mkdir -p $(STARDIST_BENCH_MODEL)_logs
+	nice -n 19 $(PY) -m benchmarks.training_budgets timed --out $(STARDIST_BENCH_MODEL)_logs/timing.json \
+		-- $(VENV)/bin/kinetochores train --backend stardist configs/stardist_budget.yaml
+
+bench-peers: install peers-env $(SPOTIFLOW_MODEL)/config.yaml $(STARDIST_BENCH_MODEL)/weights_best.h5
+	nice -n 19 $(PEERS_PY) -m benchmarks.peers.run_peers --quick --spotiflow-model $(SPOTIFLOW_MODEL) \
+		--stardist-model $(STARDIST_BENCH_MODEL)
 	$(PY) -m benchmarks.report
 
 lint: install

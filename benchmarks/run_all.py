@@ -118,7 +118,8 @@ def peers_step(args) -> tuple[str, str, float]:
     if not args.peers_python.is_file():
         return skip(
             "peers",
-            f"{args.peers_python} does not exist. Create it (and train Spotiflow, about 20 min) "
+            f"{args.peers_python} does not exist. Create it (and train the equal-budget "
+            "Spotiflow and StarDist models, about an hour each) "
             "with\n    make bench-peers\nwhich downloads the standard torch build with its CUDA "
             "wheels (several GB).",
         )
@@ -128,6 +129,7 @@ def peers_step(args) -> tuple[str, str, float]:
         mode,
         "--spotiflow-model",
         args.spotiflow_model,
+        *(["--stardist-model", args.stardist_model] if args.stardist_model.is_dir() else []),
         python=args.peers_python,
     )
     return run("peers", ["nice", "-n", "19", *command])
@@ -146,8 +148,15 @@ def main() -> int:
     parser.add_argument(
         "--spotiflow-model",
         type=Path,
-        default=REPO / "runs" / "spotiflow",
+        default=REPO / "runs" / "spotiflow_budget",
         help="the Spotiflow model trained by make bench-peers",
+    )
+    parser.add_argument(
+        "--stardist-model",
+        type=Path,
+        default=REPO / "runs" / "stardist_budget",
+        help="the equal-budget StarDist model trained by make bench-peers (when absent: the "
+        "bundled one)",
     )
     args = parser.parse_args()
     asked = args.only or []
