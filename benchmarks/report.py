@@ -202,9 +202,7 @@ def with_interval(value, interval, digits: int = 3) -> str:
 
 def _detection_accuracy_tables(accuracy: dict, distribution: dict) -> list[str]:
     methods = list(next(iter(accuracy.values())).keys())
-    with_ci = any(
-        (m or {}).get("ci95") for row in accuracy.values() for m in row.values()
-    )
+    with_ci = any((m or {}).get("ci95") for row in accuracy.values() for m in row.values())
 
     def cells(metric: str, ci_key: str, digits: int) -> list[list[str]]:
         rows = []
@@ -434,9 +432,7 @@ def peers_section(peers: dict, images: Path, doc_dir: Path) -> str:
             "",
         ]
     old_unets = [
-        labels[k]
-        for k in unets
-        if "single_frames" not in peers["methods"][k].get("settings", {})
+        labels[k] for k in unets if "single_frames" not in peers["methods"][k].get("settings", {})
     ]
     if old_unets:
         out += [
@@ -626,7 +622,7 @@ def _spotiflow_budget_words(training: dict) -> str:
         f"{training.get('torch_threads')} torch thread(s){load}"
         + ("" if training.get("floors_met") else " (**the floors were not reached**)")
         + ". The grid is Spotiflow's own 3D default, (2, 2, 2): spotiflow 0.6.5 refuses an "
-        "anisotropic grid such as (1, 2, 2) (\"grid must currently be isotropic\"), so its "
+        'anisotropic grid such as (1, 2, 2) ("grid must currently be isotropic"), so its '
         "heatmap is 0.6 µm apart in z and its flow field supplies the sub-grid position"
     )
 
@@ -752,7 +748,9 @@ def _accuracy_part(peers, accuracy, keys, labels, images, doc_dir) -> list[str]:
         for name, row in conditions.items():
             values = [row.get(k, {}).get(kind, {}).get(metric) for k in present]
             cells = bold_best(values, higher, digits)
-            intervals = [(row.get(k, {}).get(kind, {}).get("ci95") or {}).get(ci_key) for k in present]
+            intervals = [
+                (row.get(k, {}).get(kind, {}).get("ci95") or {}).get(ci_key) for k in present
+            ]
             cells = [
                 cell if not ci else f"{cell} [{num(ci[0], digits)}, {num(ci[1], digits)}]"
                 for cell, ci in zip(cells, intervals, strict=True)
@@ -1235,7 +1233,10 @@ SECTIONS: dict[str, tuple[str, Callable[[dict], str] | str]] = {
     "matching": ("matching.json", _matching),
     "batch": ("batch.json", "benchmarks.bench_batch:render_markdown"),
     "batch_cost": ("batch.json", "benchmarks.bench_batch:render_cost_markdown"),
-    "pairing_tracking": ("pairing_tracking.json", "benchmarks.bench_pairing_tracking:render_markdown"),
+    "pairing_tracking": (
+        "pairing_tracking.json",
+        "benchmarks.bench_pairing_tracking:render_markdown",
+    ),
     "robustness": ("robustness.json", robustness_section),
     "resampling": ("resampling.json", resampling_section),
     "robustness_candidates": ("robustness_candidates.json", candidates_section),
@@ -1320,7 +1321,11 @@ def main() -> int:
             print(problem)
         print(
             f"{args.doc}: "
-            + ("differs from benchmarks/results; run python -m benchmarks.report" if problems else "in sync")
+            + (
+                "differs from benchmarks/results; run python -m benchmarks.report"
+                if problems
+                else "in sync"
+            )
         )
         return 1 if problems else 0
     images = args.doc.parent / "images"
