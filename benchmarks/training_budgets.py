@@ -176,20 +176,26 @@ def _mean(values: list | None) -> float | None:
 
 def timed(command: list[str], out: Path) -> int:
     """Run ``command``; write its wall / CPU seconds and the load average per minute to ``out``."""
-    started, loads = time.perf_counter(), []
+
+    def children_cpu() -> float:  # of every child waited for so far: take differences
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    cpu_before, started = children_cpu(), time.perf_counter()
     process = subprocess.Popen(command)
-    while process.poll() is None:
+    loads = []
+    while True:  # at least one sample, then one a minute
         loads.append(round(os.getloadavg()[0], 2))
         try:
             process.wait(timeout=60)
+            break
         except subprocess.TimeoutExpired:
             pass
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     record = {
         "command": command,
         "returncode": process.returncode,
-        "wall_seconds": round(time.perf_counter() - started, 1),
-        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
+        "wall_seconds": round(time.perf_counter() - started, 3),
+        "cpu_seconds": round(children_cpu() - cpu_before, 3),
         "load_avg_per_minute": loads,
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }
