@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -210,6 +212,8 @@ def test_reviewed_spots_are_remembered_by_a_restored_session(tmp_path):
     assert "unreadable" in damaged.begin(data, features)
     assert len(damaged.reviewed_points) == 0 and len(damaged.data) == 3
     # another voxel size: these are other points
-    fresh.save()
+    assert fresh.next_uncertain() is not None and fresh.review_path.is_file()
+    fresh.delete([2])  # a correction rewrites the CSV, and leaves the review's memory as it is
+    assert len(json.loads(fresh.review_path.read_text())["reviewed"]) == 2
     other = CorrectionSession(tmp_path / "review.csv", (0.5, 0.2, 0.2), 4)
     assert "other points" in other.begin(data, features)

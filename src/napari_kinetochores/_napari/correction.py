@@ -245,6 +245,7 @@ class CorrectionSession:
             message += self._restore_reviewed()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.save()
+        self._save_reviewed()  # the restored memory, or none (a stale file goes)
         return message
 
     @property
@@ -270,7 +271,11 @@ class CorrectionSession:
         return f"; {len(points)} spot(s) already reviewed"
 
     def _save_reviewed(self) -> None:
-        """Write :attr:`review_path` (atomically), or remove it when nothing was reviewed."""
+        """Write :attr:`review_path` (atomically), or remove it when nothing was reviewed.
+
+        Called where ``reviewed_points`` changes (start, new baseline, each
+        spot handed out), not on every correction.
+        """
         import json
 
         from napari_kinetochores.io.atomic import atomic_output
@@ -361,6 +366,7 @@ class CorrectionSession:
         self.features = _with_statuses(features.reset_index(drop=True))
         self._reset_review()
         self.save()
+        self._save_reviewed()
 
     def pair(self, rows: Sequence[int]) -> int:
         """Give two points of one frame (sisters) a new shared pair id; returns it."""
@@ -526,7 +532,6 @@ class CorrectionSession:
         from napari_kinetochores.io import write_points
 
         write_points(self.path, self.table(), self.voxel_size_um)
-        self._save_reviewed()
         self.saved_at = time.time()
         return self.path
 
