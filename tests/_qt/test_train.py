@@ -74,11 +74,9 @@ def test_train_cancel_keeps_best_and_detect_lists_it(make_napari_viewer, qtbot, 
     assert "model file not found" in messages("error")[-1] and not widget.running
 
 
-def test_fine_tuning_validates_on_held_out_frames_of_the_users_labels(
-    make_napari_viewer, qtbot, tmp_path, monkeypatch
-):
-    """Issue 18 item 7: the F1 shown is that of a held-out frame of the user's labels, and says so."""
-    from napari_kinetochores._widgets.train import NEW_MODEL, TrainWidget
+def train_widget_on_labels(make_napari_viewer):
+    """A Train widget on a small simulated movie (4 frames) and its kinetochores as labels."""
+    from napari_kinetochores._widgets.train import TrainWidget
     from napari_kinetochores.simulate import SimulationParams, simulate_movie
 
     movie = simulate_movie(SimulationParams(n_frames=4, shape_zyx=(12, 40, 40), n_pairs=4), seed=3)
@@ -89,6 +87,16 @@ def test_fine_tuning_validates_on_held_out_frames_of_the_users_labels(
     points = viewer.add_points(labels, name="corrected", scale=scale)
     widget = TrainWidget(viewer)
     widget.image.value, widget.points.value = image, points
+    return widget
+
+
+def test_fine_tuning_validates_on_held_out_frames_of_the_users_labels(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch
+):
+    """Issue 18 item 7: the F1 shown is that of a held-out frame of the user's labels, and says so."""
+    from napari_kinetochores._widgets.train import NEW_MODEL
+
+    widget = train_widget_on_labels(make_napari_viewer)
     widget.start_model.value = NEW_MODEL
     widget.base_config.value = quick_config(tmp_path)
     widget.epochs.value, widget.steps.value = 1, 1
@@ -115,19 +123,10 @@ def test_fine_tuning_calls_finetune_and_plots_the_validation_f1_on_the_users_fra
     """Issue 20 item 3: starting from a model runs training.finetune (one implementation) on the
     listed frames; the plot shows the validation F1 on the user's frames beside the start's."""
     from napari_kinetochores._widgets._models import registry
-    from napari_kinetochores._widgets.train import TrainWidget
     from napari_kinetochores.nn.checkpoint import load_checkpoint
-    from napari_kinetochores.simulate import SimulationParams, simulate_movie
     from napari_kinetochores.training.finetune import FinetuneResult
 
-    movie = simulate_movie(SimulationParams(n_frames=4, shape_zyx=(12, 40, 40), n_pairs=4), seed=3)
-    scale = (1.0, *movie.params.voxel_size_um)
-    labels = movie.points[movie.points["channel"] == 0][["t", "z", "y", "x"]].to_numpy()
-    viewer = make_napari_viewer()
-    image = viewer.add_image(movie.image[:, 0], name="EGFP", scale=scale)
-    points = viewer.add_points(labels, name="corrected", scale=scale)
-    widget = TrainWidget(viewer)
-    widget.image.value, widget.points.value = image, points
+    widget = train_widget_on_labels(make_napari_viewer)
     widget.start_model.value = "default"
     assert widget.fine_tuning
     assert not widget.minutes.native.isHidden() and widget.epochs.native.isHidden()
